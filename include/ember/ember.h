@@ -1,0 +1,205 @@
+/* ember: boot a minimal Linux microVM on KVM, run one command in it, return its exit code.
+ *
+ * Conventions
+ * - Every function that can fail returns 0 (or a value >= 0) on success and -errno on failure.
+ *   A readable detail of the last failure is available from the object it happened on
+ *   (ember_builder_error(), ember_vm_error()).
+ * - Nothing here exits or aborts the process, except ember_vm_enter() as documented.
+ * - There is no global state: any number of builders and VMs can live in one process, used
+ *   from different threads (one object is used by one thread at a time unless said otherwise).
+ *   The one process-wide effect is the vCPU kick signal (EMBER_KICK_SIGNAL), whose handler
+ *   ember installs once; the application must not use that signal for anything else.
+ *
+ * Lifecycle
+ *   b = ember_builder_new(); ember_builder_machine(b, 2, 256); ... ember_builder_build(b, &vm);
+ *   code = ember_vm_run(vm);   // boots, waits, runs the observers, frees vm: returns exit code
+ * or ember_vm_start()/ember_vm_wait()/ember_vm_free() to run several VMs at once from one thread,
+ * or ember_vm_enter(), which never returns on success and ends the process with the code.
+ */
+#ifndef EMBER_EMBER_H
+#define EMBER_EMBER_H
+
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef EMBER_API
+#define EMBER_API __attribute__((visibility("default")))
+#endif
+
+/* Signal used to kick vCPU threads out of KVM_RUN. */
+#define EMBER_KICK_SIGNAL (SIGRTMIN + 3)
+
+/* Value of the exit code before the guest (or ember) has set one. */
+#define EMBER_EXIT_CODE_UNSET INT_MAX
+/* Exit code when the exit handle stopped the VM before the workload reported a status
+ * (as for a process killed by SIGKILL). */
+#define EMBER_EXIT_STOPPED 137
+/* Exit code when the guest stopped without reporting a status (kernel panic, reset, triple
+ * fault, init failure) or the VMM failed while running it. */
+#define EMBER_EXIT_GUEST_FAILED 125
+
+/* Default machine, as msb_krun's. */
+#define EMBER_DEFAULT_VCPUS      1u
+#define EMBER_DEFAULT_MEMORY_MIB 512u
+/* Memory bounds the x86_64 layout supports (MiB). */
+#define EMBER_MIN_MEMORY_MIB 32u
+#define EMBER_MAX_MEMORY_MIB (1024u * 1024u)
+
+/* Named errors, so callers can react without parsing the detail text. */
+enum ember_error {
+	EMBER_OK = 0,
+	EMBER_ERR_VCPUS,          /* vCPU count 0 or above what KVM / the layout allows */
+	EMBER_ERR_MEMORY,         /* memory too small or too large */
+	EMBER_ERR_KERNEL,         /* kernel missing, unreadable or not a bzImage / PVH ELF */
+	EMBER_ERR_INITRAMFS,      /* extra initramfs missing or unreadable */
+	EMBER_ERR_CMDLINE,        /* kernel command line too long or invalid */
+	EMBER_ERR_ROOTFS,         /* root directory missing, unreadable or not packable */
+	EMBER_ERR_EXEC,           /* no command, or a path/arg that cannot be passed */
+	EMBER_ERR_ENV,            /* environment entry that cannot be passed */
+	EMBER_ERR_WORKDIR,        /* workdir not absolute or invalid */
+	EMBER_ERR_RLIMIT,         /* unknown resource or soft > hard */
+	EMBER_ERR_CONSOLE,        /* console output file or fds unusable */
+	EMBER_ERR_KVM,            /* /dev/kvm missing, unusable, or an ioctl failed */
+	EMBER_ERR_NO_GUEST_SUPPORT, /* this host's KVM cannot run Linux guests (software hypervisor) */
+	EMBER_ERR_RESOURCE,       /* out of memory, threads or file descriptors */
+	EMBER_ERR_STATE,          /* call not valid in the object's current state */
+	EMBER_ERR_INVALID,        /* any other invalid argument */
+};
+
+/* Stable name of an error ("EMBER_ERR_KERNEL"), never NULL. */
+EMBER_API const char *ember_error_name(enum ember_error err);
+
+/* ---------------------------------------------------------------- builder */
+
+struct ember_builder;
+struct ember_vm;
+
+/* Allocates a builder with defaults: 1 vCPU, 512 MiB, caller's stdin/stdout/stderr, no
+ * kernel (required), the default root (none: the initramfs holds only ember-init). NULL on ENOMEM. */
+EMBER_API struct ember_builder *ember_builder_new(void);
+EMBER_API void ember_builder_free(struct ember_builder *b);
+
+/* Last failure on this builder: its named error, and a detail naming the problem. */
+EMBER_API enum ember_error ember_builder_error_code(const struct ember_builder *b);
+EMBER_API const char *ember_builder_error(const struct ember_builder *b);
+
+/* machine: vCPU count and memory size in MiB (checked in ember_builder_build). */
+EMBER_API int ember_builder_machine(struct ember_builder *b, unsigned vcpus, size_t memory_mib);
+
+/* By default ember_builder_build refuses a host whose KVM is a software hypervisor that cannot
+ * run unmodified Linux guests (EMBER_ERR_NO_GUEST_SUPPORT). Allow it for custom guest kernels
+ * that run there (tests, benchmarks with tiny PVH guests). */
+EMBER_API int ember_builder_machine_allow_software_kvm(struct ember_builder *b, int allow);
+
+/* kernel: bzImage or ELF vmlinux with a PVH note (format detected at build). */
+EMBER_API int ember_builder_kernel(struct ember_builder *b, const char *path);
+/* Appends to the kernel command line (after ember's defaults, so it can override them). */
+EMBER_API int ember_builder_kernel_cmdline(struct ember_builder *b, const char *extra);
+/* An extra initramfs (cpio, any format the kernel accepts) loaded before ember's own. */
+EMBER_API int ember_builder_kernel_initramfs(struct ember_builder *b, const char *path);
+/* Kernel log (serial console, ttyS0) to this file; "-" means the caller's stderr. Off by default. */
+EMBER_API int ember_builder_kernel_log(struct ember_builder *b, const char *path);
+
+/* fs root: a host directory that becomes the guest's "/". In this version it is packed into
+ * the guest's initramfs at build time (files are read then, not live). */
+EMBER_API int ember_builder_fs_root(struct ember_builder *b, const char *dir);
+
+/* exec: the program (looked up in the guest's PATH when it has no '/') and its argv.
+ * argv is NULL-terminated and includes argv[0]; NULL means { path, NULL }. */
+EMBER_API int ember_builder_exec(struct ember_builder *b, const char *path,
+				 const char *const *argv);
+/* Adds or replaces one environment variable of the workload. */
+EMBER_API int ember_builder_exec_env(struct ember_builder *b, const char *key, const char *value);
+/* Adds "KEY=VALUE". */
+EMBER_API int ember_builder_exec_env_str(struct ember_builder *b, const char *kv);
+EMBER_API int ember_builder_exec_workdir(struct ember_builder *b, const char *dir);
+/* resource: "nofile", "nproc", "core", "stack", ... or "RLIMIT_NOFILE"; RLIM_INFINITY allowed. */
+EMBER_API int ember_builder_exec_rlimit(struct ember_builder *b, const char *resource,
+					uint64_t soft, uint64_t hard);
+EMBER_API int ember_builder_exec_user(struct ember_builder *b, uint32_t uid, uint32_t gid);
+EMBER_API int ember_builder_exec_hostname(struct ember_builder *b, const char *hostname);
+/* Run the workload as the guest's PID 1 (no init parent: no reaping, no signal forwarding). */
+EMBER_API int ember_builder_exec_as_pid1(struct ember_builder *b, int enable);
+
+/* console: the workload's stdin/stdout/stderr. Defaults: the caller's fds 0, 1, 2 (borrowed,
+ * never closed). -1 for in_fd gives the workload an immediately-closed stdin. */
+EMBER_API int ember_builder_console_fds(struct ember_builder *b, int in_fd, int out_fd,
+					int err_fd);
+/* Send the workload's stdout and stderr to a file (created or truncated); stdin is empty. */
+EMBER_API int ember_builder_console_output(struct ember_builder *b, const char *path);
+
+/* Observer run when the VM has ended, after its exit code is set and its resources are
+ * released, in registration order, on the thread that waits for the VM. */
+typedef void (*ember_exit_observer)(int exit_code, void *user);
+EMBER_API int ember_builder_on_exit(struct ember_builder *b, ember_exit_observer fn, void *user);
+
+/* Validates everything, loads the kernel, packs the root and creates the VM (KVM objects,
+ * memory, devices; no vCPU runs yet). On failure returns -errno and sets the builder's error.
+ * The builder stays usable (and must still be freed). */
+EMBER_API int ember_builder_build(struct ember_builder *b, struct ember_vm **out);
+
+/* ---------------------------------------------------------------- vm */
+
+/* Copyable handle that stops the VM. It owns a duplicate of the VM's exit eventfd, so it stays
+ * valid after the VM is gone (triggering then does nothing). */
+struct ember_exit_handle {
+	int fd;
+};
+/* Creates a handle; release it (once, whichever copy) with ember_exit_handle_release. */
+EMBER_API int ember_vm_exit_handle(struct ember_vm *vm, struct ember_exit_handle *out);
+/* Stops the VM: async-signal-safe, callable from any thread, idempotent. */
+EMBER_API int ember_exit_handle_trigger(struct ember_exit_handle h);
+EMBER_API void ember_exit_handle_release(struct ember_exit_handle *h);
+
+/* The exit code, shared: EMBER_EXIT_CODE_UNSET until set; set before observers run.
+ * The pointer stays valid until the VM is freed (by ember_vm_free or ember_vm_run). */
+EMBER_API atomic_int *ember_vm_exit_code(struct ember_vm *vm);
+
+/* Metrics: a reference-counted handle, safe to sample from any thread while the VM runs
+ * and after it ended (then it reports the final values). */
+struct ember_metrics;
+struct ember_metrics_sample {
+	uint64_t uptime_ns;          /* since ember_vm_start; frozen when the VM ends */
+	uint64_t vcpu_time_ns;       /* CPU time of all vCPU threads */
+	uint64_t exits_total;        /* KVM exits handled in user space */
+	uint64_t exits_io;           /* port I/O */
+	uint64_t exits_mmio;
+	uint64_t exits_hlt;
+	uint64_t exits_other;
+	uint64_t memory_bytes;       /* guest RAM size */
+	uint64_t host_resident_bytes; /* guest RAM resident on the host (mincore); 0 once ended */
+	int running;                 /* 1 while vCPUs run */
+};
+EMBER_API struct ember_metrics *ember_vm_metrics(struct ember_vm *vm);
+EMBER_API int ember_metrics_sample(struct ember_metrics *m, struct ember_metrics_sample *out);
+EMBER_API void ember_metrics_release(struct ember_metrics *m);
+
+/* Starts the vCPUs and the VM's event thread; returns at once. */
+EMBER_API int ember_vm_start(struct ember_vm *vm);
+/* Waits for the VM to end, tears it down (threads joined, fds closed, memory unmapped), runs
+ * the observers, and returns the exit code (>= 0). */
+EMBER_API int ember_vm_wait(struct ember_vm *vm);
+/* Frees a VM in any state (stopping it first if it runs, without running observers). */
+EMBER_API void ember_vm_free(struct ember_vm *vm);
+/* start + wait + free: returns the exit code (>= 0) or -errno if the VM could not start. */
+EMBER_API int ember_vm_run(struct ember_vm *vm);
+/* Like ember_vm_run, but on success never returns: after the observers it calls _exit(code).
+ * Returns -errno only for failures before the guest starts (the VM is then freed). */
+EMBER_API int ember_vm_enter(struct ember_vm *vm);
+/* Detail of the last failure on this VM ("" if none). */
+EMBER_API const char *ember_vm_error(const struct ember_vm *vm);
+
+/* Library version string. */
+EMBER_API const char *ember_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,31 @@
+/* Boot preparation: kernel image, initramfs (ember-init + exec config + the root tree),
+ * command line, boot structures, and each vCPU's initial state. */
+#ifndef EMBER_CORE_BOOT_H
+#define EMBER_CORE_BOOT_H
+
+#include <linux/kvm.h>
+
+#include "arch/x86_64/boot.h"
+#include "core/gmem.h"
+#include "core/vm_internal.h"
+#include "ember/kvm.h"
+
+struct boot_result {
+	struct x86_boot_entry entry;
+	struct kvm_cpuid_entry2 cpuid[EMBER_KVM_MAX_CPUID_ENTRIES];
+	uint32_t ncpuid;
+	size_t initramfs_bytes;
+};
+
+/* Loads everything into guest memory. `devices_cmdline` holds the virtio_mmio.device= words. */
+int boot_load(struct gmem *m, const struct ember_config *cfg, const char *devices_cmdline,
+	      struct boot_result *out, enum ember_error *code, char *err, size_t errlen);
+
+/* Reads KVM's supported CPUID once per VM. */
+int boot_read_cpuid(struct ember_kvm *kvm, struct boot_result *boot, char *err, size_t errlen);
+
+/* CPUID, MSRs, LAPIC, FPU for every vCPU; registers and segments for vCPU 0. */
+int boot_setup_vcpu(struct ember_kvm_vcpu *vcpu, unsigned index, unsigned nvcpus,
+		    const struct boot_result *boot, char *err, size_t errlen);
+
+#endif

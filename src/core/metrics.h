@@ -1,0 +1,24 @@
+/* VM metrics: a reference-counted object shared by the VM and any metrics handles. */
+#ifndef EMBER_CORE_METRICS_H
+#define EMBER_CORE_METRICS_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include "ember/ember.h"
+#include "ember/kvm.h"
+
+struct ember_metrics *metrics_new(void);
+void metrics_retain(struct ember_metrics *m);
+/* Also ember_metrics_release: frees on the last reference. NULL is ignored. */
+void metrics_release(struct ember_metrics *m);
+void metrics_count_exit(struct ember_metrics *m, enum ember_kvm_exit_kind kind);
+void metrics_attach_memory(struct ember_metrics *m, void *base, size_t len);
+void metrics_detach_memory(struct ember_metrics *m);
+void metrics_started(struct ember_metrics *m);
+void metrics_add_vcpu_thread(struct ember_metrics *m, unsigned index, pthread_t thread);
+/* Called by a vCPU thread as its last act, to bank its CPU time. */
+void metrics_vcpu_done(struct ember_metrics *m, unsigned index);
+void metrics_stopped(struct ember_metrics *m);
+
+#endif

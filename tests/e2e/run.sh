@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# ember's end-to-end suite: real Linux guests under `ember run` (tests/e2e/scenarios.sh) plus the
+# C programs built from tests/e2e/*.c.
+#
+#   tests/e2e/run.sh [--build DIR] [--path auto|direct|tcg] [--only REGEX]
+#
+# Where: directly on this host when it has hardware virtualization (vmx/svm in /proc/cpuinfo) and
+# a usable /dev/kvm; otherwise inside the TCG test host (scripts/tcg-host/run.sh), booted once
+# for all scenarios. Both print the same lines: "PASS name", "FAIL name: reason",
+# "SKIP name: reason", then "N passed, N failed, N skipped"; the exit status is 1 on any failure.
+#
+# Needs, under the build directory (`make check` builds them all):
+#   guest/vmlinux, guest/bzImage, rootfs/   the guest (make guest)
+#   ember            direct path;  tests/e2e/<name>         for each tests/e2e/<name>.c
+#   ember-static     TCG path;     static/tests/e2e/<name>  for each tests/e2e/<name>.c
+# Environment: E2E_PATH (as --path), E2E_ONLY (as --only), E2E_TIMEOUT (seconds per guest run;
+# default 60 direct, 120 in the TCG host), E2E_PROG_TIMEOUT (per C program, default 600),
+# E2E_TCG_TIMEOUT (the whole TCG host run, default 2400), E2E_TCG_MEMORY (its MiB, default 4096).
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=build
+path=${E2E_PATH:-auto}
+only=${E2E_ONLY:-}
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--build) build=$2; shift 2 ;;
+	--path) path=$2; shift 2 ;;
+	--only) only=$2; shift 2 ;;
+	-h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "tests/e2e/run.sh: unknown argument: $1" >&2; exit 2 ;;
+	esac
+done
+case "$build" in /*) ;; *) build="$root/$build" ;; esac
+
+t0=$(date +%s)
+log=$(mktemp -d "${TMPDIR:-/tmp}/ember-e2e.XXXXXX")
+trap 'rm -rf "$log"' EXIT
+extra_pass=0 extra_fail=0
+
+harness_fail() { # name reason
+	echo "FAIL $1: $2"
+	extra_fail=$((extra_fail + 1))
+}
+finish() {
+	local p f s
+	p=$(grep -c '^PASS ' "$log/out" 2>/dev/null)
+	f=$(grep -c '^FAIL ' "$log/out" 2>/dev/null)
+	s=$(grep -c '^SKIP ' "$log/out" 2>/dev/null)
+	p=$((${p:-0} + extra_pass)) f=$((${f:-0} + extra_fail)) s=${s:-0}
+	echo "e2e: $path path, $(($(date +%s) - t0))s"
+	echo "$p passed, $f failed, $s skipped"
+	[ "$f" -eq 0 ]
+	exit
+}
+
+has_hw_virt() { grep -Eqw 'vmx|svm' /proc/cpuinfo 2>/dev/null; }
+kvm_usable() { [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; }
+if [ "$path" = auto ]; then
+	if has_hw_virt && kvm_usable; then
+		path=direct
+		echo "e2e: path: direct (this host has hardware virtualization and a usable /dev/kvm)"
+	else
+		path=tcg
+		why="no vmx/svm in /proc/cpuinfo"
+		has_hw_virt && why="/dev/kvm is not usable"
+		echo "e2e: path: TCG test host ($why: Linux guests run inside QEMU TCG with nested SVM)"
+	fi
+else
+	echo "e2e: path: $path (chosen by --path / E2E_PATH)"
+fi
+case "$path" in direct | tcg) ;; *) echo "tests/e2e/run.sh: --path must be auto, direct or tcg" >&2; exit 2 ;; esac
+
+# Missing inputs are failures, not skips: `make check` builds all of them.
+if [ "$path" = direct ]; then
+	ember="$build/ember" progdir="$build/tests/e2e"
+else
+	ember="$build/ember-static" progdir="$build/static/tests/e2e"
+fi
+missing=()
+for f in "$ember" "$build/guest/vmlinux" "$build/guest/bzImage"; do
+	[ -f "$f" ] || missing+=("${f#"$root"/}")
+done
+[ -x "$build/rootfs/bin/sh" ] || missing+=("${build#"$root"/}/rootfs/bin/sh")
+progs=()
+for src in "$here"/*.c; do
+	[ -e "$src" ] || continue
+	name=$(basename "$src" .c)
+	if [ -x "$progdir/$name" ]; then
+		progs+=("$progdir/$name")
+	else
+		missing+=("${progdir#"$root"/}/$name")
+	fi
+done
+: >"$log/out"
+if [ ${#missing[@]} -gt 0 ]; then
+	harness_fail e2e_prerequisites "missing ${missing[*]} (make check builds them; by hand: make guest, make ${ember#"$root"/}, make ${progdir#"$root"/}/NAME)"
+	finish
+fi
+
+# Only the programs of the current sources, in a directory of their own.
+mkdir -p "$log/progs"
+for p in "${progs[@]}"; do ln -s "$p" "$log/progs/"; done
+
+drop_summary() { grep --line-buffered -Ev '^[0-9]+ passed, [0-9]+ failed'; }
+
+if [ "$path" = direct ]; then
+	mkdir -p "$log/scratch"
+	EMBER="$ember" KERNEL="$build/guest/vmlinux" BZIMAGE="$build/guest/bzImage" \
+		ROOTFS="$build/rootfs" SCRATCH="$log/scratch" E2E_PROGS="$log/progs" E2E_ONLY="$only" \
+		E2E_TIMEOUT="${E2E_TIMEOUT:-60}" E2E_PROG_TIMEOUT="${E2E_PROG_TIMEOUT:-600}" \
+		sh "$here/scenarios.sh" </dev/null 2>&1 | drop_summary | tee "$log/out"
+	status=${PIPESTATUS[0]}
+else
+	files=(
+		--file "$ember:build/ember"
+		--file "$build/guest/vmlinux:build/guest/vmlinux"
+		--file "$build/guest/bzImage:build/guest/bzImage"
+		--file "$build/rootfs:build/rootfs"
+		--file "$here/scenarios.sh:e2e/scenarios.sh"
+	)
+	mkdir -p "$log/empty"
+	files+=(--file "$log/empty:e2e/progs")
+	for p in "${progs[@]}"; do files+=(--file "$p:e2e/progs/$(basename "$p")"); done
+	# 4 GiB: room for the programs that run many guests at once (QEMU allocates lazily).
+	"$root/scripts/tcg-host/run.sh" --no-stdin --timings --timeout "${E2E_TCG_TIMEOUT:-2400}" \
+		--memory "${E2E_TCG_MEMORY:-4096}" \
+		"${files[@]}" \
+		--env EMBER=/payload/build/ember \
+		--env KERNEL=/payload/build/guest/vmlinux \
+		--env BZIMAGE=/payload/build/guest/bzImage \
+		--env ROOTFS=/payload/build/rootfs \
+		--env SCRATCH=/tmp/e2e \
+		--env E2E_PROGS=/payload/e2e/progs \
+		--env "E2E_ONLY=$only" \
+		--env "E2E_TIMEOUT=${E2E_TIMEOUT:-120}" \
+		--env "E2E_PROG_TIMEOUT=${E2E_PROG_TIMEOUT:-600}" \
+		-- sh /payload/e2e/scenarios.sh 2>&1 | drop_summary | tee "$log/out"
+	status=${PIPESTATUS[0]}
+	case "$status" in
+	124) harness_fail e2e_tcg_host "the TCG test host timed out (E2E_TCG_TIMEOUT=${E2E_TCG_TIMEOUT:-2400}s)" ;;
+	125) harness_fail e2e_tcg_host "the TCG test host failed (see the tcg-host lines above)" ;;
+	esac
+fi
+if [ "$status" -ne 0 ] && [ "$(grep -c '^FAIL ' "$log/out")" -eq 0 ] && [ "$extra_fail" -eq 0 ]; then
+	harness_fail e2e_scenarios "scenarios.sh exited with status $status without reporting a failure"
+fi
+finish

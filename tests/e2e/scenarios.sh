@@ -1,0 +1,313 @@
+#!/bin/sh
+# shellcheck disable=SC2016 # a single-quoted $ is for the guest's shell
+# ember's end-to-end scenarios: real Linux guests started with `ember run`, checked from outside.
+# POSIX sh: the same script runs directly on a host with vmx/svm and inside the TCG test host,
+# where only busybox is around. tests/e2e/run.sh decides where and sets the environment:
+#
+#   EMBER         the ember binary (required)
+#   KERNEL        guest kernel, PVH ELF vmlinux (required)
+#   BZIMAGE       the same kernel as a bzImage (required)
+#   ROOTFS        guest root directory (required)
+#   SCRATCH       writable scratch directory (required; created, its files are overwritten)
+#   E2E_PROGS     directory of C end-to-end programs (optional): every executable file in it is
+#                 run with the variables above exported (SCRATCH: a directory of its own) and
+#                 its "PASS name" / "FAIL name: why" / "SKIP name: why" lines are folded in as
+#                 "PASS program/name" ...; indented lines pass through as details
+#   E2E_TIMEOUT   seconds one guest run may take before it counts as hung and is killed (60)
+#   E2E_PROG_TIMEOUT  the same for one C program (600)
+#   E2E_ONLY      run only the scenarios / programs whose name matches this extended regex
+#
+# Output: one line per scenario, "PASS name", "FAIL name: reason" or "SKIP name: reason",
+# details indented by four spaces, and last "N passed, N failed, N skipped". Exit status 1 if
+# anything failed.
+set -u
+
+for v in EMBER KERNEL BZIMAGE ROOTFS SCRATCH; do
+	eval "val=\${$v:-}"
+	if [ -z "$val" ]; then
+		echo "FAIL e2e_setup: $v is not set"
+		echo "0 passed, 1 failed, 0 skipped"
+		exit 1
+	fi
+done
+E2E_TIMEOUT=${E2E_TIMEOUT:-60}
+E2E_PROG_TIMEOUT=${E2E_PROG_TIMEOUT:-600}
+export EMBER KERNEL BZIMAGE ROOTFS E2E_TIMEOUT
+mkdir -p "$SCRATCH" || exit 1
+
+passed=0 failed=0 skipped=0 rc='' hung='' IN='' after='' why=''
+pass() {
+	echo "PASS $1"
+	passed=$((passed + 1))
+}
+fail() { # name reason...
+	n=$1
+	shift
+	echo "FAIL $n: $*"
+	failed=$((failed + 1))
+}
+skip() { # name reason...
+	n=$1
+	shift
+	echo "SKIP $n: $*"
+	skipped=$((skipped + 1))
+}
+indent() { sed -e 's/^/    /' | head -n "${1:-15}"; }
+selected() { [ -z "${E2E_ONLY:-}" ] || echo "$1" | grep -Eq -- "$E2E_ONLY"; }
+# One line, printable, short: for quoting output in a failure reason.
+excerpt() { head -c 160 "$1" | cat -v | tr '\n\t' '|>'; }
+
+# run_bounded LIMIT CMD...: runs CMD with stdin from $IN (default /dev/null), stdout and stderr
+# into $SCRATCH/out and $SCRATCH/err, and kills it after LIMIT seconds. Sets rc, and hung=1 if
+# it was killed. A watchdog file, not the exit status, tells a hang apart: a workload killed by
+# a signal has an exit status of 128+N as well.
+run_bounded() {
+	limit=$1
+	shift
+	hung=
+	"$@" <"${IN:-/dev/null}" >"$SCRATCH/out" 2>"$SCRATCH/err" &
+	pid=$!
+	rm -f "$SCRATCH/hung.$pid"
+	(
+		i=0
+		while kill -0 "$pid" 2>/dev/null; do
+			if [ "$i" -ge "$limit" ]; then
+				: >"$SCRATCH/hung.$pid"
+				kill -KILL "$pid"
+				break
+			fi
+			sleep 1
+			i=$((i + 1))
+		done
+	) >/dev/null 2>&1 &
+	watchdog=$!
+	wait "$pid"
+	rc=$?
+	kill "$watchdog" 2>/dev/null
+	wait "$watchdog" 2>/dev/null
+	if [ -e "$SCRATCH/hung.$pid" ]; then
+		hung=1
+		rm -f "$SCRATCH/hung.$pid"
+	fi
+}
+
+# ember_run [ember run options] [-- CMD ARGS...]: KERNEL and ROOTFS come first, so options
+# given here override them.
+ember_run() { run_bounded "$E2E_TIMEOUT" "$EMBER" run --kernel "$KERNEL" --rootfs "$ROOTFS" "$@"; }
+
+# The start and the end of a long file, indented: ember's own message comes last.
+show_ends() { # file
+	if [ "$(wc -l <"$1")" -le 16 ]; then
+		indent 16 <"$1"
+	else
+		head -n 3 "$1" | indent
+		echo "    [...]"
+		tail -n 12 "$1" | indent
+	fi
+}
+fail_run() { # name reason: FAIL plus what the run left on stderr
+	fail "$1" "$2"
+	if [ -s "$SCRATCH/err" ]; then
+		echo "    stderr:"
+		show_ends "$SCRATCH/err"
+	fi
+}
+
+# guest_file NAME RC WANT_FILE [ember run args]: one ember run must end with exit status RC and
+# print exactly the bytes of WANT_FILE on stdout ('' for any output). If $after names a
+# function, it checks more of the run and, when it returns non-zero, $why says what is wrong.
+# Returns 0 if the scenario ran and passed.
+guest_file() {
+	gname=$1 want_rc=$2 want_file=$3
+	shift 3
+	selected "$gname" || return 1
+	if [ -n "$smoke_hung" ]; then
+		fail "$gname" "not run: echo_hello hung, so this would too"
+		return 1
+	fi
+	ember_run "$@"
+	if [ -n "$hung" ]; then
+		fail_run "$gname" "no exit within ${E2E_TIMEOUT}s (killed)"
+	elif [ "$rc" != "$want_rc" ]; then
+		fail_run "$gname" "exit status $rc, want $want_rc"
+	elif [ -n "$want_file" ] && ! cmp -s "$SCRATCH/out" "$want_file"; then
+		fail_run "$gname" "stdout ($(wc -c <"$SCRATCH/out") bytes) differs from the expected $(wc -c <"$want_file") bytes: got '$(excerpt "$SCRATCH/out")', want '$(excerpt "$want_file")'"
+	elif [ -n "$after" ] && ! "$after"; then
+		fail_run "$gname" "$why"
+	else
+		pass "$gname"
+		return 0
+	fi
+	return 1
+}
+
+# guest NAME RC STDOUT [ember run args]: as guest_file, STDOUT being a printf format.
+guest() {
+	g=$1 r=$2
+	# shellcheck disable=SC2059 # the format is the point
+	printf "$3" >"$SCRATCH/want.$g"
+	shift 3
+	guest_file "$g" "$r" "$SCRATCH/want.$g" "$@"
+}
+
+# bad_input NAME [ember run args]: ember must refuse, quickly, with a message on stderr and an
+# exit status of its own (1-125, not a crash).
+bad_input() {
+	bname=$1
+	shift
+	selected "$bname" || return 0
+	run_bounded 30 "$EMBER" run "$@"
+	if [ -n "$hung" ]; then
+		fail_run "$bname" "no exit within 30s (killed)"
+	elif [ "$rc" -lt 1 ] || [ "$rc" -gt 125 ]; then
+		fail_run "$bname" "exit status $rc, want an error status (1-125)"
+	elif [ ! -s "$SCRATCH/err" ]; then
+		fail_run "$bname" "exit status $rc but nothing on stderr"
+	else
+		pass "$bname"
+	fi
+}
+
+# --- basic run, exit statuses -----------------------------------------------------------------
+smoke_hung=''
+if ! guest echo_hello 0 'hello\n' -- echo hello && selected echo_hello; then
+	[ -z "$hung" ] || smoke_hung=1
+	# Once more with the kernel log on, to show how far the guest got.
+	run_bounded "$E2E_TIMEOUT" "$EMBER" run --kernel "$KERNEL" --rootfs "$ROOTFS" \
+		--kernel-log "$SCRATCH/kernel.log" -- echo hello
+	echo "    guest kernel log of a second try (last lines):"
+	tail -n 25 "$SCRATCH/kernel.log" 2>/dev/null | indent 25
+fi
+guest exit_0 0 '' -- true
+guest exit_1 1 '' -- false
+guest exit_42 42 '' -- sh -c 'exit 42'
+# Not executable: a plain file of the default root, or a /proc file (mode 0444) otherwise.
+not_exec=/proc/version
+[ -f "$ROOTFS/etc/passwd" ] && [ ! -x "$ROOTFS/etc/passwd" ] && not_exec=/etc/passwd
+guest exit_126_not_executable 126 '' -- "$not_exec"
+guest exit_127_no_such_path 127 '' -- /no/such/program
+guest exit_127_not_in_path 127 '' -- no-such-program-ember-e2e
+guest signal_kill_137 137 '' -- sh -c 'kill -9 $$'
+guest signal_term_143 143 '' -- sh -c 'kill -TERM $$'
+
+# --- arguments, environment, working directory ----------------------------------------------
+long_arg=$(printf '%0400d' 0 | tr 0 x)
+set -- 'a b' '' "it's" '"double"' 'back\slash' '$HOME' '*' '  lead and trail  ' 'tab	in' 'new
+line' '%d %s' 'héllo ✓' '--' '-n' "$long_arg"
+printf '[%s]' "$@" >"$SCRATCH/want.args"
+guest_file args_exact 0 "$SCRATCH/want.args" -- printf '[%s]' "$@"
+set --
+seq 1 300 | tr '\n' ',' >"$SCRATCH/want.many"
+# shellcheck disable=SC2046 # one argument per number
+guest_file args_many 0 "$SCRATCH/want.many" -- printf '%s,' $(seq 1 300)
+printf '[%s]' 'hello world' '' "a\"b'c" 'x=y' >"$SCRATCH/want.env"
+guest_file env_reaches_workload 0 "$SCRATCH/want.env" \
+	--env 'GREETING=hello world' --env 'EMPTY=' --env "QUOTED=a\"b'c" --env 'EQ=x=y' \
+	-- sh -c 'printf "[%s]" "$GREETING" "${EMPTY-unset}" "$QUOTED" "$EQ"'
+guest workdir_applies 0 '/proc\n' --workdir /proc -- pwd
+
+# --- output and input streams ---------------------------------------------------------------
+seq 1 200000 | head -c 1048576 >"$SCRATCH/want.1mib"
+guest_file stdout_1mib_intact 0 "$SCRATCH/want.1mib" -- sh -c 'seq 1 200000 | head -c 1048576'
+{
+	seq 1 20000
+	echo err-end
+} >"$SCRATCH/want.stderr"
+check_stderr() {
+	cmp -s "$SCRATCH/err" "$SCRATCH/want.stderr" && return 0
+	why="stderr ($(wc -c <"$SCRATCH/err") bytes) differs from the expected $(wc -c <"$SCRATCH/want.stderr") bytes: got '$(excerpt "$SCRATCH/err")'"
+	return 1
+}
+after=check_stderr
+guest stdout_stderr_apart 0 'out-1\nout-2\n' \
+	-- sh -c 'echo out-1; seq 1 20000 >&2; echo out-2; echo err-end >&2'
+after=
+# Binary input larger than any pipe or ring buffer: the start of the kernel image.
+head -c 300000 "$KERNEL" >"$SCRATCH/stdin.bin"
+IN="$SCRATCH/stdin.bin"
+guest_file stdin_binary_cat 0 "$SCRATCH/stdin.bin" -- cat
+check_wc() {
+	n=$(tr -d ' \n' <"$SCRATCH/out")
+	why="wc -c in the guest counted '$n' bytes, want 300000"
+	[ "$n" = 300000 ]
+}
+after=check_wc
+guest_file stdin_wc_bytes 0 '' -- wc -c
+after=
+IN=
+guest stdin_empty_eof 0 '' -- cat
+
+# --- machine shape ----------------------------------------------------------------------------
+guest cpus_2 0 '2\n2\n' --cpus 2 -- sh -c 'nproc; grep -c ^processor /proc/cpuinfo'
+# MemTotal is the RAM the kernel manages: what it was given minus its own image, the memmap
+# and firmware-reserved ranges (a few percent at 256 MiB). So: at most 256 MiB, at least 200.
+check_memtotal() {
+	kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' "$SCRATCH/out")
+	why="MemTotal '$(excerpt "$SCRATCH/out")' not within 200-256 MiB"
+	[ -n "$kb" ] && [ "$kb" -ge $((200 * 1024)) ] && [ "$kb" -le $((256 * 1024)) ]
+}
+after=check_memtotal
+guest_file memory_256 0 '' --memory 256 -- grep MemTotal /proc/meminfo
+after=
+guest bzimage_boots 0 'hello from bzImage\n' --kernel "$BZIMAGE" -- echo hello from bzImage
+
+# --- the guest dying --------------------------------------------------------------------------
+# rdinit= given last wins over ember's own, and nothing else in the initramfs can be init, so
+# the kernel panics ("No working init found"); the VM must end with an error, not hang.
+if selected kernel_panic_exits; then
+	ember_run --cmdline rdinit=/nonexistent -- echo should-not-run
+	if [ -n "$hung" ]; then
+		fail_run kernel_panic_exits "no exit within ${E2E_TIMEOUT}s after a guest kernel panic (killed)"
+	elif [ "$rc" = 0 ]; then
+		fail_run kernel_panic_exits "exit status 0 after a guest kernel panic"
+	elif grep -q should-not-run "$SCRATCH/out"; then
+		fail_run kernel_panic_exits "the workload ran: the panic did not happen"
+	else
+		pass kernel_panic_exits
+	fi
+fi
+
+# --- bad inputs -------------------------------------------------------------------------------
+{
+	seq 1 5000
+	head -c 4096 "$KERNEL" | tr '\000' x
+} >"$SCRATCH/garbage-kernel"
+bad_input bad_missing_kernel --kernel "$SCRATCH/no-such-kernel" --rootfs "$ROOTFS" -- true
+bad_input bad_garbage_kernel --kernel "$SCRATCH/garbage-kernel" --rootfs "$ROOTFS" -- true
+bad_input bad_cpus_0 --kernel "$KERNEL" --rootfs "$ROOTFS" --cpus 0 -- true
+bad_input bad_memory_huge --kernel "$KERNEL" --rootfs "$ROOTFS" --memory 999999999 -- true
+bad_input bad_missing_rootfs --kernel "$KERNEL" --rootfs "$SCRATCH/no-such-dir" -- true
+bad_input bad_no_command --kernel "$KERNEL" --rootfs "$ROOTFS"
+bad_input bad_unknown_option --kernel "$KERNEL" --rootfs "$ROOTFS" --no-such-option -- true
+
+# --- C programs -------------------------------------------------------------------------------
+if [ -n "${E2E_PROGS:-}" ] && [ -d "$E2E_PROGS" ]; then
+	for prog in "$E2E_PROGS"/*; do
+		if [ ! -f "$prog" ] || [ ! -x "$prog" ]; then continue; fi
+		pname=${prog##*/}
+		selected "$pname" || continue
+		pscratch="$SCRATCH/prog-$pname"
+		mkdir -p "$pscratch"
+		run_bounded "$E2E_PROG_TIMEOUT" env SCRATCH="$pscratch" "$prog"
+		sed -n -E -e "s#^(PASS|FAIL|SKIP) #\\1 $pname/#p" -e '/^    /p' "$SCRATCH/out" \
+			>"$SCRATCH/folded"
+		cat "$SCRATCH/folded"
+		p=$(grep -c '^PASS ' "$SCRATCH/folded")
+		f=$(grep -c '^FAIL ' "$SCRATCH/folded")
+		s=$(grep -c '^SKIP ' "$SCRATCH/folded")
+		passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+		if [ -n "$hung" ]; then
+			fail_run "$pname" "no exit within ${E2E_PROG_TIMEOUT}s (killed)"
+		elif [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+			fail_run "$pname" "exited with status $rc without reporting a failed test"
+		elif [ "$rc" = 0 ] && [ "$((p + f + s))" = 0 ]; then
+			pass "$pname"
+		elif [ "$f" != 0 ] && [ -s "$SCRATCH/err" ]; then
+			echo "    $pname stderr:"
+			show_ends "$SCRATCH/err"
+		fi
+	done
+fi
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs ember's test groups and prints one closing line: "N passed, N failed, N skipped".
+#   tests/run.sh [--build DIR] [unit] [kvm] [e2e]
+# unit: no KVM needed. kvm: tiny guests on /dev/kvm (skipped, loudly, without it).
+# e2e: real Linux guests, directly when the host has vmx/svm, else inside the TCG test host.
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=build
+groups=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--build) build=$2; shift 2 ;;
+	*) groups+=("$1"); shift ;;
+	esac
+done
+[ ${#groups[@]} -gt 0 ] || groups=(unit kvm e2e)
+cd "$here"
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+total_pass=0 total_fail=0 total_skip=0
+failed_names=()
+
+# Counts PASS/FAIL/SKIP lines of one test program's output; a program that crashes or
+# exits non-zero without printing a FAIL line counts as one failure of its own.
+tally() { # name status outfile
+	local name=$1 status=$2 out=$3 p f s
+	p=$(grep -c '^PASS ' "$out" || true)
+	f=$(grep -c '^FAIL ' "$out" || true)
+	s=$(grep -c '^SKIP ' "$out" || true)
+	if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "FAIL $name: exited with status $status without reporting a failed test"
+		f=$((f + 1))
+	fi
+	while read -r line; do failed_names+=("$name: ${line#FAIL }"); done < <(grep '^FAIL ' "$out")
+	[ "$status" -ne 0 ] && [ "$(grep -c '^FAIL ' "$out")" -eq 0 ] && failed_names+=("$name: exit status $status")
+	total_pass=$((total_pass + p)) total_fail=$((total_fail + f)) total_skip=$((total_skip + s))
+	printf '%-40s %3d passed, %d failed, %d skipped\n' "$name" "$p" "$f" "$s"
+}
+
+run_bins() { # group
+	local g=$1 b out
+	for b in "$build"/tests/"$g"/test_*; do
+		[ -x "$b" ] || continue
+		out="$log/$(basename "$b").out"
+		timeout 600 "$b" >"$out" 2>&1
+		local st=$?
+		[ "${VERBOSE:-0}" = 1 ] && cat "$out"
+		grep -E '^(FAIL|SKIP|    )' "$out" | sed 's/^/    /'
+		tally "$g/$(basename "$b")" $st "$out"
+	done
+}
+
+for g in "${groups[@]}"; do
+	echo "=== $g ==="
+	case "$g" in
+	unit) run_bins unit ;;
+	kvm)
+		if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+			echo "!!! /dev/kvm is not usable here: the KVM tests are SKIPPED (counted as skipped)"
+		fi
+		run_bins kvm
+		;;
+	e2e)
+		out="$log/e2e.out"
+		tests/e2e/run.sh --build "$build" >"$out" 2>&1
+		st=$?
+		cat "$out"
+		tally "e2e" $st "$out"
+		;;
+	*) echo "unknown test group: $g" >&2; exit 2 ;;
+	esac
+done
+
+echo
+if [ ${#failed_names[@]} -gt 0 ]; then
+	echo "Failures:"
+	printf '  %s\n' "${failed_names[@]}"
+fi
+echo "$total_pass passed, $total_fail failed, $total_skip skipped"
+[ "$total_fail" -eq 0 ]

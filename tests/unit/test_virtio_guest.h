@@ -1,0 +1,395 @@
+/* A fake VM and a fake virtio driver for the virtio unit tests: real guest RAM (gmem_init), an
+ * MMIO bus and event loop, hooks that record what the transport asks of KVM, and a small split
+ * ring driver that lays out rings in guest RAM and talks to the device through the bus exactly
+ * as a vCPU would. Include once per test program, after test.h. */
+#ifndef EMBER_TEST_VIRTIO_GUEST_H
+#define EMBER_TEST_VIRTIO_GUEST_H
+
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/bus.h"
+#include "core/dev_env.h"
+#include "core/evloop.h"
+#include "core/gmem.h"
+#include "virtio/mmio.h"
+#include "virtio/virtq.h"
+
+/* Not every test program uses every helper. */
+#define FAKE_HELPER static __attribute__((unused))
+
+#define FAKE_RAM      (16ull << 20)
+#define FAKE_MAX_IOEV 64
+
+struct fake_ioev {
+        int fd;
+        uint64_t addr;
+        uint32_t len;
+        uint64_t match;
+        bool active;
+};
+
+struct fake_vm {
+        struct gmem mem;
+        struct bus mmio, pio;
+        struct evloop loop;
+        struct dev_env env;
+        struct fake_ioev ioev[FAKE_MAX_IOEV];
+        unsigned ioev_assigns, ioev_deassigns;
+        bool ioeventfd_fails;
+        int irq_fd;
+        uint32_t irq_gsi;
+        bool irqfd_fails;
+        int line_level;
+        unsigned line_raises;
+        int stops;
+        enum vm_stop_reason stop_reason;
+        char stop_why[256];
+        uint64_t next_free; /* bump allocator over guest RAM */
+};
+
+FAKE_HELPER int fake_ioeventfd(void *hv, int fd, uint64_t addr, uint32_t len, bool has_match,
+                               uint64_t match, bool assign)
+{
+        struct fake_vm *vm = hv;
+        if (assign) {
+                if (vm->ioeventfd_fails)
+                        return -ENOSYS;
+                for (unsigned i = 0; i < FAKE_MAX_IOEV; i++) {
+                        struct fake_ioev *e = &vm->ioev[i];
+                        if (e->active && e->addr == addr && e->match == match)
+                                return -EEXIST; /* as KVM does for a duplicate */
+                }
+                for (unsigned i = 0; i < FAKE_MAX_IOEV; i++) {
+                        if (!vm->ioev[i].active) {
+                                vm->ioev[i] = (struct fake_ioev){fd, addr, len, match, true};
+                                vm->ioev_assigns++;
+                                return 0;
+                        }
+                }
+                return -ENOSPC;
+        }
+        for (unsigned i = 0; i < FAKE_MAX_IOEV; i++) {
+                struct fake_ioev *e = &vm->ioev[i];
+                if (e->active && e->fd == fd && e->addr == addr && e->match == match) {
+                        e->active = false;
+                        vm->ioev_deassigns++;
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+FAKE_HELPER unsigned fake_active_ioev(const struct fake_vm *vm)
+{
+        unsigned n = 0;
+        for (unsigned i = 0; i < FAKE_MAX_IOEV; i++)
+                n += vm->ioev[i].active;
+        return n;
+}
+
+FAKE_HELPER int fake_irqfd(void *hv, int fd, uint32_t gsi, bool assign)
+{
+        struct fake_vm *vm = hv;
+        if (assign && vm->irqfd_fails)
+                return -ENOSYS;
+        vm->irq_fd = assign ? fd : -1;
+        vm->irq_gsi = gsi;
+        return 0;
+}
+
+FAKE_HELPER int fake_irq_line(void *hv, uint32_t gsi, int level)
+{
+        struct fake_vm *vm = hv;
+        if (level && !vm->line_level)
+                vm->line_raises++;
+        vm->line_level = level;
+        return 0;
+}
+
+FAKE_HELPER void fake_stop(void *hv, enum vm_stop_reason reason, int code, const char *why)
+{
+        struct fake_vm *vm = hv;
+        if (vm->stops++ == 0) {
+                vm->stop_reason = reason;
+                snprintf(vm->stop_why, sizeof(vm->stop_why), "%s", why ? why : "");
+        }
+}
+
+/* Returns 0 or -errno. */
+FAKE_HELPER int fake_vm_init(struct fake_vm *vm)
+{
+        memset(vm, 0, sizeof(*vm));
+        int r = gmem_init(&vm->mem, FAKE_RAM, 3ull << 30);
+        if (r < 0)
+                return r;
+        bus_init(&vm->mmio);
+        bus_init(&vm->pio);
+        r = evloop_init(&vm->loop);
+        if (r < 0)
+                return r;
+        vm->irq_fd = -1;
+        vm->next_free = 0x10000;
+        vm->env = (struct dev_env){
+            .mem = &vm->mem,
+            .loop = &vm->loop,
+            .pio = &vm->pio,
+            .mmio = &vm->mmio,
+            .hv = vm,
+            .ioeventfd = fake_ioeventfd,
+            .irqfd = fake_irqfd,
+            .irq_line = fake_irq_line,
+            .stop = fake_stop,
+        };
+        return 0;
+}
+
+FAKE_HELPER void fake_vm_destroy(struct fake_vm *vm)
+{
+        evloop_destroy(&vm->loop);
+        gmem_destroy(&vm->mem);
+}
+
+FAKE_HELPER uint64_t guest_alloc(struct fake_vm *vm, uint64_t len, uint64_t align)
+{
+        uint64_t p = (vm->next_free + align - 1) & ~(align - 1);
+        vm->next_free = p + len;
+        return p;
+}
+
+FAKE_HELPER void *guest_ptr(struct fake_vm *vm, uint64_t gpa, uint64_t len)
+{
+        return gmem_ptr(&vm->mem, gpa, len);
+}
+
+/* ---- register access, as a vCPU's MMIO exit */
+
+FAKE_HELPER uint32_t mmio_r32(struct fake_vm *vm, uint64_t addr)
+{
+        uint8_t d[4];
+        bus_dispatch(&vm->mmio, addr, d, 4, false);
+        uint32_t v;
+        memcpy(&v, d, 4);
+        return v;
+}
+
+FAKE_HELPER void mmio_w32(struct fake_vm *vm, uint64_t addr, uint32_t v)
+{
+        uint8_t d[4];
+        memcpy(d, &v, 4);
+        bus_dispatch(&vm->mmio, addr, d, 4, true);
+}
+
+/* Runs the event loop until it has been idle for `idle_ms`. Returns callbacks run. */
+FAKE_HELPER int fake_run(struct fake_vm *vm, int idle_ms)
+{
+        int total = 0, n;
+        while ((n = evloop_run_once(&vm->loop, idle_ms)) > 0)
+                total += n;
+        return total;
+}
+
+/* Whether an interrupt was raised through the irqfd since the last call. */
+FAKE_HELPER bool fake_irq_taken(struct fake_vm *vm)
+{
+        if (vm->irq_fd < 0)
+                return false;
+        uint64_t v;
+        return read(vm->irq_fd, &v, sizeof(v)) == sizeof(v) && v > 0;
+}
+
+/* ---- a split ring driver */
+
+struct gq {
+        struct fake_vm *vm;
+        uint64_t base;
+        unsigned index;
+        uint16_t size;
+        uint64_t desc, avail, used;
+        uint16_t avail_idx, last_used;
+        uint16_t next_desc; /* descriptors handed out round-robin */
+        uint16_t in_flight;
+};
+
+struct gseg {
+        uint64_t gpa;
+        uint32_t len;
+        bool writable;
+};
+
+FAKE_HELPER uint8_t *gq_desc(struct gq *q, unsigned i)
+{
+        return guest_ptr(q->vm, q->desc + 16ull * i, 16);
+}
+
+FAKE_HELPER void gq_write_desc(struct gq *q, unsigned i, uint64_t addr, uint32_t len,
+                               uint16_t flags, uint16_t next)
+{
+        uint8_t *d = gq_desc(q, i);
+        memcpy(d, &addr, 8);
+        memcpy(d + 8, &len, 4);
+        memcpy(d + 12, &flags, 2);
+        memcpy(d + 14, &next, 2);
+}
+
+FAKE_HELPER void gq_set_avail_flags(struct gq *q, uint16_t flags)
+{
+        memcpy(guest_ptr(q->vm, q->avail, 2), &flags, 2);
+}
+
+/* Puts head `head` in the avail ring and publishes it. */
+FAKE_HELPER void gq_publish(struct gq *q, uint16_t head)
+{
+        uint8_t *a = guest_ptr(q->vm, q->avail, VIRTQ_AVAIL_BYTES(q->size));
+        memcpy(a + 4 + 2u * (q->avail_idx % q->size), &head, 2);
+        q->avail_idx++;
+        __atomic_store_n((uint16_t *)(a + 2), q->avail_idx, __ATOMIC_RELEASE);
+}
+
+/* Sets the avail index to anything (for hostile tests). */
+FAKE_HELPER void gq_set_avail_idx(struct gq *q, uint16_t idx)
+{
+        uint8_t *a = guest_ptr(q->vm, q->avail, 4);
+        q->avail_idx = idx;
+        __atomic_store_n((uint16_t *)(a + 2), idx, __ATOMIC_RELEASE);
+}
+
+/* Adds a chain of direct descriptors; returns the head. */
+FAKE_HELPER uint16_t gq_add(struct gq *q, const struct gseg *s, unsigned n)
+{
+        uint16_t head = q->next_desc;
+        for (unsigned i = 0; i < n; i++) {
+                uint16_t d = (uint16_t)((head + i) % q->size);
+                uint16_t next = (uint16_t)((d + 1) % q->size);
+                uint16_t flags =
+                    (s[i].writable ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0);
+                gq_write_desc(q, d, s[i].gpa, s[i].len, flags, next);
+        }
+        q->next_desc = (uint16_t)((head + n) % q->size);
+        q->in_flight++;
+        gq_publish(q, head);
+        return head;
+}
+
+/* Adds one buffer as a chain through an indirect table of `n` entries. */
+FAKE_HELPER uint16_t gq_add_indirect(struct gq *q, const struct gseg *s, unsigned n)
+{
+        uint64_t table = guest_alloc(q->vm, 16ull * n, 16);
+        uint8_t *t = guest_ptr(q->vm, table, 16ull * n);
+        for (unsigned i = 0; i < n; i++) {
+                uint16_t flags =
+                    (s[i].writable ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0);
+                uint16_t next = (uint16_t)(i + 1);
+                memcpy(t + 16 * i, &s[i].gpa, 8);
+                memcpy(t + 16 * i + 8, &s[i].len, 4);
+                memcpy(t + 16 * i + 12, &flags, 2);
+                memcpy(t + 16 * i + 14, &next, 2);
+        }
+        uint16_t head = q->next_desc;
+        gq_write_desc(q, head, table, 16u * n, VIRTQ_DESC_F_INDIRECT, 0);
+        q->next_desc = (uint16_t)((head + 1) % q->size);
+        q->in_flight++;
+        gq_publish(q, head);
+        return head;
+}
+
+/* Takes the next used element: 1 with id/len, or 0. */
+FAKE_HELPER int gq_used(struct gq *q, uint32_t *id, uint32_t *len)
+{
+        uint8_t *u = guest_ptr(q->vm, q->used, VIRTQ_USED_BYTES(q->size));
+        uint16_t idx = __atomic_load_n((uint16_t *)(u + 2), __ATOMIC_ACQUIRE);
+        if (idx == q->last_used)
+                return 0;
+        uint8_t *e = u + 4 + 8u * (q->last_used % q->size);
+        memcpy(id, e, 4);
+        memcpy(len, e + 4, 4);
+        q->last_used++;
+        q->in_flight--;
+        return 1;
+}
+
+/* Notifies queue `index` as Linux does (a 4-byte write of the index at QueueNotify). With an
+ * ioeventfd in place that write never exits: KVM signals the eventfd itself. */
+FAKE_HELPER void gq_kick_index(struct fake_vm *vm, uint64_t base, unsigned index)
+{
+        for (unsigned i = 0; i < FAKE_MAX_IOEV; i++) {
+                struct fake_ioev *e = &vm->ioev[i];
+                if (e->active && e->addr == base + VIRTIO_MMIO_QUEUE_NOTIFY && e->len == 4 &&
+                    e->match == index) {
+                        uint64_t one = 1;
+                        if (write(e->fd, &one, 8) != 8)
+                                return;
+                        return;
+                }
+        }
+        mmio_w32(vm, base + VIRTIO_MMIO_QUEUE_NOTIFY, index);
+}
+
+FAKE_HELPER void gq_kick(struct gq *q)
+{
+        gq_kick_index(q->vm, q->base, q->index);
+}
+
+/* Feature negotiation: reset, ACK, DRIVER, features, FEATURES_OK. Returns the status read back. */
+FAKE_HELPER uint32_t guest_negotiate(struct fake_vm *vm, uint64_t base, uint64_t features)
+{
+        mmio_w32(vm, base + VIRTIO_MMIO_STATUS, 0);
+        mmio_w32(vm, base + VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
+        mmio_w32(vm, base + VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+        mmio_w32(vm, base + VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+        mmio_w32(vm, base + VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)features);
+        mmio_w32(vm, base + VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+        mmio_w32(vm, base + VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> 32));
+        mmio_w32(vm, base + VIRTIO_MMIO_STATUS,
+                 VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
+        return mmio_r32(vm, base + VIRTIO_MMIO_STATUS);
+}
+
+FAKE_HELPER void guest_driver_ok(struct fake_vm *vm, uint64_t base)
+{
+        mmio_w32(vm, base + VIRTIO_MMIO_STATUS,
+                 VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+                     VIRTIO_STATUS_DRIVER_OK);
+}
+
+FAKE_HELPER void guest_set_queue_regs(struct fake_vm *vm, uint64_t base, unsigned index,
+                                      uint32_t num, uint64_t desc, uint64_t avail, uint64_t used)
+{
+        mmio_w32(vm, base + VIRTIO_MMIO_QUEUE_SEL, index);
+        mmio_w32(vm, base + VIRTIO_MMIO_QUEUE_NUM, num);
+        mmio_w32(vm, base + VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)desc);
+        mmio_w32(vm, base + VIRTIO_MMIO_QUEUE_DESC_HIGH, (uint32_t)(desc >> 32));
+        mmio_w32(vm, base + VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)avail);
+        mmio_w32(vm, base + VIRTIO_MMIO_QUEUE_DRIVER_HIGH, (uint32_t)(avail >> 32));
+        mmio_w32(vm, base + VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)used);
+        mmio_w32(vm, base + VIRTIO_MMIO_QUEUE_DEVICE_HIGH, (uint32_t)(used >> 32));
+}
+
+/* Lays out and enables queue `index` with `size` entries. Returns QueueReady read back. */
+FAKE_HELPER uint32_t gq_setup(struct gq *q, struct fake_vm *vm, uint64_t base, unsigned index,
+                              uint16_t size)
+{
+        memset(q, 0, sizeof(*q));
+        q->vm = vm;
+        q->base = base;
+        q->index = index;
+        q->size = size;
+        q->desc = guest_alloc(vm, VIRTQ_DESC_BYTES(size), 4096);
+        q->avail = guest_alloc(vm, VIRTQ_AVAIL_BYTES(size), 4096);
+        q->used = guest_alloc(vm, VIRTQ_USED_BYTES(size), 4096);
+        /* as a driver does: rings start zeroed */
+        memset(guest_ptr(vm, q->desc, VIRTQ_DESC_BYTES(size)), 0, VIRTQ_DESC_BYTES(size));
+        memset(guest_ptr(vm, q->avail, VIRTQ_AVAIL_BYTES(size)), 0, VIRTQ_AVAIL_BYTES(size));
+        memset(guest_ptr(vm, q->used, VIRTQ_USED_BYTES(size)), 0, VIRTQ_USED_BYTES(size));
+        guest_set_queue_regs(vm, base, index, size, q->desc, q->avail, q->used);
+        mmio_w32(vm, base + VIRTIO_MMIO_QUEUE_READY, 1);
+        return mmio_r32(vm, base + VIRTIO_MMIO_QUEUE_READY);
+}
+
+#endif
