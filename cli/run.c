@@ -34,6 +34,7 @@ static void run_usage(FILE *f)
 		"  -k, --kernel PATH        guest kernel: bzImage or PVH vmlinux (default: ember's own)\n"
 		"      --initramfs PATH     extra initramfs, loaded before ember's\n"
 		"      --cmdline ARGS       extra kernel command line\n"
+		"      --save-initramfs F   also write the initramfs ember generates to file F\n"
 		"  -r, --rootfs DIR         host directory that becomes the guest's / (default: ember's\n"
 		"                           busybox root)\n"
 		"  -e, --env KEY=VALUE      environment variable for CMD (repeatable)\n"
@@ -114,13 +115,14 @@ static int fail_build(struct ember_builder *b)
 int ember_cli_run(int argc, char **argv)
 {
 	enum { OPT_INITRAMFS = 1000, OPT_CMDLINE, OPT_RLIMIT, OPT_HOSTNAME, OPT_PID1,
-	       OPT_CONSOLE_OUTPUT, OPT_KERNEL_LOG, OPT_ALLOW_SW };
+	       OPT_CONSOLE_OUTPUT, OPT_KERNEL_LOG, OPT_ALLOW_SW, OPT_SAVE_INITRAMFS };
 	static const struct option opts[] = {
 	    {"cpus", required_argument, NULL, 'c'},
 	    {"memory", required_argument, NULL, 'm'},
 	    {"kernel", required_argument, NULL, 'k'},
 	    {"initramfs", required_argument, NULL, OPT_INITRAMFS},
 	    {"cmdline", required_argument, NULL, OPT_CMDLINE},
+	    {"save-initramfs", required_argument, NULL, OPT_SAVE_INITRAMFS},
 	    {"rootfs", required_argument, NULL, 'r'},
 	    {"env", required_argument, NULL, 'e'},
 	    {"workdir", required_argument, NULL, 'w'},
@@ -168,6 +170,9 @@ int ember_cli_run(int argc, char **argv)
 			break;
 		case OPT_CMDLINE:
 			rc = ember_builder_kernel_cmdline(b, optarg);
+			break;
+		case OPT_SAVE_INITRAMFS:
+			rc = ember_builder_kernel_save_initramfs(b, optarg);
 			break;
 		case 'r':
 			rootfs = optarg;

@@ -31,7 +31,7 @@ done
 [ -e /usr/include/libelf.h ] || [ -e /usr/include/gelf.h ] || die "libelf headers missing: apt-get install libelf-dev"
 [ -e /usr/include/openssl/ssl.h ] || die "OpenSSL headers missing: apt-get install libssl-dev"
 
-cache=${EMBER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ember}/kernel
+cache=${EMBER_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/ember}/kernel
 tar_id=$(stat -c '%n %s %Y' "$tarball")
 pkg_id=$(dpkg-query -W -f '${Package} ${Version}' linux-source-6.1 2>/dev/null || true)
 cc_id=$(gcc --version | head -n 1)

@@ -104,6 +104,10 @@ EMBER_API int ember_builder_kernel(struct ember_builder *b, const char *path);
 EMBER_API int ember_builder_kernel_cmdline(struct ember_builder *b, const char *extra);
 /* An extra initramfs (cpio, any format the kernel accepts) loaded before ember's own. */
 EMBER_API int ember_builder_kernel_initramfs(struct ember_builder *b, const char *path);
+/* Writes the initramfs ember generates (extra initramfs, root, ember-init and its exec
+ * configuration) to `path` at build time, for debugging and for running the same guest under
+ * another VMM. Created or truncated; a failure fails the build with EMBER_ERR_INITRAMFS. */
+EMBER_API int ember_builder_kernel_save_initramfs(struct ember_builder *b, const char *path);
 /* Kernel log (serial console, ttyS0) to this file; "-" means the caller's stderr. Off by default. */
 EMBER_API int ember_builder_kernel_log(struct ember_builder *b, const char *path);
 
@@ -176,6 +180,11 @@ struct ember_metrics_sample {
 	uint64_t memory_bytes;       /* guest RAM size */
 	uint64_t host_resident_bytes; /* guest RAM resident on the host (mincore); 0 once ended */
 	int running;                 /* 1 while vCPUs run */
+	/* Boot markers, CLOCK_MONOTONIC ns (0 until seen): ember_vm_start, ember-init reached
+	 * (the guest's first report), and the workload about to be exec'd. */
+	uint64_t start_mono_ns;
+	uint64_t init_mono_ns;
+	uint64_t exec_mono_ns;
 };
 EMBER_API struct ember_metrics *ember_vm_metrics(struct ember_vm *vm);
 EMBER_API int ember_metrics_sample(struct ember_metrics *m, struct ember_metrics_sample *out);

@@ -30,10 +30,10 @@ extern "C" {
 #define EMBER_API __attribute__((visibility("default")))
 #endif
 
-#define EMBER_KVM_DEFAULT_PATH        "/dev/kvm"
-#define EMBER_KVM_MAX_CPUID_ENTRIES   256u
-#define EMBER_KVM_MAX_MSR_ENTRIES     256u
-#define EMBER_KVM_MAX_IRQ_ROUTES      1024u
+#define EMBER_KVM_DEFAULT_PATH      "/dev/kvm"
+#define EMBER_KVM_MAX_CPUID_ENTRIES 256u
+#define EMBER_KVM_MAX_MSR_ENTRIES   256u
+#define EMBER_KVM_MAX_IRQ_ROUTES    1024u
 /* Used when the kernel does not report KVM_CAP_NR_VCPUS / KVM_CAP_NR_MEMSLOTS. */
 #define EMBER_KVM_DEFAULT_NR_VCPUS    4
 #define EMBER_KVM_DEFAULT_NR_MEMSLOTS 32
@@ -53,17 +53,17 @@ EMBER_API const char *ember_kvm_errno_name(int err);
 /* ---------------------------------------------------------------- host */
 
 enum ember_kvm_host_virt {
-	EMBER_KVM_HOST_UNKNOWN = 0, /* no vmx/svm flag and no known software hypervisor */
-	EMBER_KVM_HOST_VMX,         /* Intel VT-x */
-	EMBER_KVM_HOST_SVM,         /* AMD SVM */
-	EMBER_KVM_HOST_PVM,         /* software hypervisor (kvm_pvm): no unmodified Linux guests */
+        EMBER_KVM_HOST_UNKNOWN = 0, /* no vmx/svm flag and no known software hypervisor */
+        EMBER_KVM_HOST_VMX,         /* Intel VT-x */
+        EMBER_KVM_HOST_SVM,         /* AMD SVM */
+        EMBER_KVM_HOST_PVM,         /* software hypervisor (kvm_pvm): no unmodified Linux guests */
 };
 /* What backs /dev/kvm here: the vmx/svm CPU flags in /proc/cpuinfo, else PVM when
  * /sys/module/kvm_pvm exists, else unknown. Never fails. */
 EMBER_API enum ember_kvm_host_virt ember_kvm_host_virt(void);
 /* Same, reading the given cpuinfo file and sysfs module directory (for tests). */
 EMBER_API enum ember_kvm_host_virt ember_kvm_host_virt_at(const char *cpuinfo_path,
-							  const char *sysfs_module_dir);
+                                                          const char *sysfs_module_dir);
 /* "hardware (vmx)", "hardware (svm)", "software hypervisor (PVM)", "unknown". */
 EMBER_API const char *ember_kvm_host_virt_name(enum ember_kvm_host_virt v);
 /* 1 when the host has hardware virtualization (vmx or svm), so it can run a Linux guest. */
@@ -101,31 +101,31 @@ EMBER_API int ember_kvm_max_vcpus(struct ember_kvm *kvm);
 EMBER_API int ember_kvm_max_vcpu_id(struct ember_kvm *kvm);
 /* KVM_GET_SUPPORTED_CPUID / KVM_GET_EMULATED_CPUID into entries[0..max): returns the number
  * of entries filled. max > 256 gives -ENOMEM; too small a max gives the kernel's -E2BIG. */
-EMBER_API int ember_kvm_get_supported_cpuid(struct ember_kvm *kvm,
-					    struct kvm_cpuid_entry2 *entries, uint32_t max);
+EMBER_API int ember_kvm_get_supported_cpuid(struct ember_kvm *kvm, struct kvm_cpuid_entry2 *entries,
+                                            uint32_t max);
 EMBER_API int ember_kvm_get_emulated_cpuid(struct ember_kvm *kvm, struct kvm_cpuid_entry2 *entries,
-					   uint32_t max);
+                                           uint32_t max);
 /* KVM_GET_MSR_INDEX_LIST / KVM_GET_MSR_FEATURE_INDEX_LIST into indices[0..max): returns the
  * count. max > 256 gives -ENOMEM; too small a max gives -E2BIG. */
 EMBER_API int ember_kvm_get_msr_index_list(struct ember_kvm *kvm, uint32_t *indices, uint32_t max);
 EMBER_API int ember_kvm_get_msr_feature_index_list(struct ember_kvm *kvm, uint32_t *indices,
-						   uint32_t max);
+                                                   uint32_t max);
 /* System KVM_GET_MSRS: reads feature MSR values for entries[i].index; returns how many. */
 EMBER_API int ember_kvm_get_feature_msrs(struct ember_kvm *kvm, struct kvm_msr_entry *entries,
-					 uint32_t n);
+                                         uint32_t n);
 
 /* KVM_CREATE_VM with the default type (0), or a given type. */
 EMBER_API int ember_kvm_vm_create(struct ember_kvm *kvm, struct ember_kvm_vm **out);
 EMBER_API int ember_kvm_vm_create_type(struct ember_kvm *kvm, unsigned long type,
-				       struct ember_kvm_vm **out);
+                                       struct ember_kvm_vm **out);
 /* Wraps an existing VM fd; on success the handle owns it. */
 EMBER_API int ember_kvm_vm_adopt(struct ember_kvm *kvm, int vm_fd, struct ember_kvm_vm **out);
 
 /* Capabilities ember's VMM uses, for `ember kvm-info` and start-up checks. */
 struct ember_kvm_cap_info {
-	unsigned long cap;
-	const char *name; /* "KVM_CAP_IRQCHIP" */
-	bool required;    /* ember cannot run a guest without it */
+        unsigned long cap;
+        const char *name; /* "KVM_CAP_IRQCHIP" */
+        bool required;    /* ember cannot run a guest without it */
 };
 EMBER_API const struct ember_kvm_cap_info *ember_kvm_caps_used(size_t *count);
 /* 0 when every required capability is present, else -EOPNOTSUPP with the first missing one
@@ -146,7 +146,7 @@ EMBER_API int ember_kvm_vm_enable_cap(struct ember_kvm_vm *vm, const struct kvm_
 
 /* The caller keeps the memory mapped while the slot exists. memory_size 0 deletes the slot. */
 EMBER_API int ember_kvm_vm_set_user_memory_region(struct ember_kvm_vm *vm,
-						  const struct kvm_userspace_memory_region *region);
+                                                  const struct kvm_userspace_memory_region *region);
 EMBER_API int ember_kvm_vm_set_tss_address(struct ember_kvm_vm *vm, uint64_t addr);
 /* Fails once a vCPU exists. */
 EMBER_API int ember_kvm_vm_set_identity_map_address(struct ember_kvm_vm *vm, uint64_t addr);
@@ -167,55 +167,55 @@ EMBER_API int ember_kvm_vm_set_irq_line(struct ember_kvm_vm *vm, uint32_t irq, b
 EMBER_API int ember_kvm_vm_signal_msi(struct ember_kvm_vm *vm, const struct kvm_msi *msi);
 /* Replaces the whole GSI routing table with entries[0..n), n <= 1024. */
 EMBER_API int ember_kvm_vm_set_gsi_routing(struct ember_kvm_vm *vm,
-					   const struct kvm_irq_routing_entry *entries, uint32_t n);
+                                           const struct kvm_irq_routing_entry *entries, uint32_t n);
 
 /* An ioeventfd: a guest write to addr signals an eventfd inside the kernel (no exit). */
 struct ember_kvm_ioevent {
-	uint64_t addr;
-	uint32_t len;       /* 1, 2, 4, 8, or 0 (any access; KVM_CAP_IOEVENTFD_ANY_LENGTH) */
-	bool pio;           /* port I/O, else MMIO */
-	bool datamatch;     /* only when the written value equals `value` (needs len > 0) */
-	uint64_t value;
+        uint64_t addr;
+        uint32_t len;   /* 1, 2, 4, 8, or 0 (any access; KVM_CAP_IOEVENTFD_ANY_LENGTH) */
+        bool pio;       /* port I/O, else MMIO */
+        bool datamatch; /* only when the written value equals `value` (needs len > 0) */
+        uint64_t value;
 };
 /* A bad len, or datamatch with len 0, gives -EINVAL before the syscall. Unregistering needs
  * the same description as the registration. */
 EMBER_API int ember_kvm_vm_register_ioevent(struct ember_kvm_vm *vm, int eventfd,
-					    const struct ember_kvm_ioevent *ev);
+                                            const struct ember_kvm_ioevent *ev);
 EMBER_API int ember_kvm_vm_unregister_ioevent(struct ember_kvm_vm *vm, int eventfd,
-					      const struct ember_kvm_ioevent *ev);
+                                              const struct ember_kvm_ioevent *ev);
 /* irqfd: a write to eventfd raises gsi. With resample (KVM_CAP_IRQFD_RESAMPLE), the line is
  * level-triggered and resample_fd is signalled when the guest acknowledges it. */
 EMBER_API int ember_kvm_vm_register_irqfd(struct ember_kvm_vm *vm, int eventfd, uint32_t gsi);
 EMBER_API int ember_kvm_vm_register_irqfd_resample(struct ember_kvm_vm *vm, int eventfd,
-						   int resample_fd, uint32_t gsi);
+                                                   int resample_fd, uint32_t gsi);
 EMBER_API int ember_kvm_vm_unregister_irqfd(struct ember_kvm_vm *vm, int eventfd, uint32_t gsi);
 
 /* Coalesced zones: guest writes there are queued in the ring (see ember_kvm_vcpu_coalesced_read)
  * instead of exiting. */
 EMBER_API int ember_kvm_vm_register_coalesced(struct ember_kvm_vm *vm, bool pio, uint64_t addr,
-					      uint32_t size);
+                                              uint32_t size);
 EMBER_API int ember_kvm_vm_unregister_coalesced(struct ember_kvm_vm *vm, bool pio, uint64_t addr,
-						uint32_t size);
+                                                uint32_t size);
 
 /* KVM_GET_DIRTY_LOG for a slot of memory_size bytes into bitmap[0..words): one bit per 4 KiB
  * page, needs ceil(pages / 64) words (-EINVAL if fewer). Resets the log unless manual
  * protection (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) is enabled. */
 EMBER_API int ember_kvm_vm_get_dirty_log(struct ember_kvm_vm *vm, uint32_t slot,
-					 uint64_t memory_size, uint64_t *bitmap, size_t words);
+                                         uint64_t memory_size, uint64_t *bitmap, size_t words);
 /* KVM_CLEAR_DIRTY_LOG: re-protects the pages set in bitmap, page first_page + i for bit i. */
 EMBER_API int ember_kvm_vm_clear_dirty_log(struct ember_kvm_vm *vm, uint32_t slot,
-					   uint64_t first_page, uint32_t num_pages,
-					   const uint64_t *bitmap);
+                                           uint64_t first_page, uint32_t num_pages,
+                                           const uint64_t *bitmap);
 
 EMBER_API int ember_kvm_vm_create_vcpu(struct ember_kvm_vm *vm, unsigned long id,
-				       struct ember_kvm_vcpu **out);
+                                       struct ember_kvm_vcpu **out);
 /* Wraps an existing vCPU fd (maps its run area); on success the handle owns it. */
 EMBER_API int ember_kvm_vcpu_adopt(struct ember_kvm_vm *vm, int vcpu_fd,
-				   struct ember_kvm_vcpu **out);
+                                   struct ember_kvm_vcpu **out);
 /* KVM_CREATE_DEVICE. With KVM_CREATE_DEVICE_TEST in dev->flags it only asks whether the type
  * is supported: 0 means yes, and *out is set to NULL (no device, no fd). */
 EMBER_API int ember_kvm_vm_create_device(struct ember_kvm_vm *vm, struct kvm_create_device *dev,
-					 struct ember_kvm_device **out);
+                                         struct ember_kvm_device **out);
 
 /* ---------------------------------------------------------------- vCPU */
 
@@ -223,45 +223,44 @@ EMBER_API void ember_kvm_vcpu_close(struct ember_kvm_vcpu *vcpu);
 EMBER_API int ember_kvm_vcpu_fd(const struct ember_kvm_vcpu *vcpu);
 EMBER_API const char *ember_kvm_vcpu_last_error(const struct ember_kvm_vcpu *vcpu);
 EMBER_API int ember_kvm_vcpu_enable_cap(struct ember_kvm_vcpu *vcpu,
-					const struct kvm_enable_cap *cap);
+                                        const struct kvm_enable_cap *cap);
 
 EMBER_API int ember_kvm_vcpu_get_regs(struct ember_kvm_vcpu *vcpu, struct kvm_regs *regs);
 EMBER_API int ember_kvm_vcpu_set_regs(struct ember_kvm_vcpu *vcpu, const struct kvm_regs *regs);
 EMBER_API int ember_kvm_vcpu_get_sregs(struct ember_kvm_vcpu *vcpu, struct kvm_sregs *sregs);
-EMBER_API int ember_kvm_vcpu_set_sregs(struct ember_kvm_vcpu *vcpu,
-				       const struct kvm_sregs *sregs);
+EMBER_API int ember_kvm_vcpu_set_sregs(struct ember_kvm_vcpu *vcpu, const struct kvm_sregs *sregs);
 EMBER_API int ember_kvm_vcpu_get_fpu(struct ember_kvm_vcpu *vcpu, struct kvm_fpu *fpu);
 EMBER_API int ember_kvm_vcpu_set_fpu(struct ember_kvm_vcpu *vcpu, const struct kvm_fpu *fpu);
 /* Needs the in-kernel irqchip. */
 EMBER_API int ember_kvm_vcpu_get_lapic(struct ember_kvm_vcpu *vcpu, struct kvm_lapic_state *lapic);
 EMBER_API int ember_kvm_vcpu_set_lapic(struct ember_kvm_vcpu *vcpu,
-				       const struct kvm_lapic_state *lapic);
+                                       const struct kvm_lapic_state *lapic);
 /* Reads / writes entries[0..n) (n <= 256); returns how many were processed. */
 EMBER_API int ember_kvm_vcpu_get_msrs(struct ember_kvm_vcpu *vcpu, struct kvm_msr_entry *entries,
-				      uint32_t n);
+                                      uint32_t n);
 EMBER_API int ember_kvm_vcpu_set_msrs(struct ember_kvm_vcpu *vcpu,
-				      const struct kvm_msr_entry *entries, uint32_t n);
+                                      const struct kvm_msr_entry *entries, uint32_t n);
 /* KVM_SET_CPUID2 with entries[0..n); KVM_GET_CPUID2 into entries[0..max), returning the count
  * (-E2BIG when max is below the number set). n or max > 256 gives -ENOMEM. */
 EMBER_API int ember_kvm_vcpu_set_cpuid2(struct ember_kvm_vcpu *vcpu,
-					const struct kvm_cpuid_entry2 *entries, uint32_t n);
+                                        const struct kvm_cpuid_entry2 *entries, uint32_t n);
 EMBER_API int ember_kvm_vcpu_get_cpuid2(struct ember_kvm_vcpu *vcpu,
-					struct kvm_cpuid_entry2 *entries, uint32_t max);
+                                        struct kvm_cpuid_entry2 *entries, uint32_t max);
 EMBER_API int ember_kvm_vcpu_get_xsave(struct ember_kvm_vcpu *vcpu, struct kvm_xsave *xsave);
 EMBER_API int ember_kvm_vcpu_set_xsave(struct ember_kvm_vcpu *vcpu, const struct kvm_xsave *xsave);
 EMBER_API int ember_kvm_vcpu_get_xcrs(struct ember_kvm_vcpu *vcpu, struct kvm_xcrs *xcrs);
 EMBER_API int ember_kvm_vcpu_set_xcrs(struct ember_kvm_vcpu *vcpu, const struct kvm_xcrs *xcrs);
 EMBER_API int ember_kvm_vcpu_get_debugregs(struct ember_kvm_vcpu *vcpu,
-					   struct kvm_debugregs *dregs);
+                                           struct kvm_debugregs *dregs);
 EMBER_API int ember_kvm_vcpu_set_debugregs(struct ember_kvm_vcpu *vcpu,
-					   const struct kvm_debugregs *dregs);
+                                           const struct kvm_debugregs *dregs);
 EMBER_API int ember_kvm_vcpu_get_events(struct ember_kvm_vcpu *vcpu,
-					struct kvm_vcpu_events *events);
+                                        struct kvm_vcpu_events *events);
 EMBER_API int ember_kvm_vcpu_set_events(struct ember_kvm_vcpu *vcpu,
-					const struct kvm_vcpu_events *events);
+                                        const struct kvm_vcpu_events *events);
 EMBER_API int ember_kvm_vcpu_get_mp_state(struct ember_kvm_vcpu *vcpu, struct kvm_mp_state *mp);
 EMBER_API int ember_kvm_vcpu_set_mp_state(struct ember_kvm_vcpu *vcpu,
-					  const struct kvm_mp_state *mp);
+                                          const struct kvm_mp_state *mp);
 /* KVM_GET_TSC_KHZ: the guest TSC frequency in kHz (> 0) or -errno. */
 EMBER_API int ember_kvm_vcpu_get_tsc_khz(struct ember_kvm_vcpu *vcpu);
 EMBER_API int ember_kvm_vcpu_set_tsc_khz(struct ember_kvm_vcpu *vcpu, uint32_t khz);
@@ -269,7 +268,7 @@ EMBER_API int ember_kvm_vcpu_set_tsc_khz(struct ember_kvm_vcpu *vcpu, uint32_t k
 EMBER_API int ember_kvm_vcpu_kvmclock_ctrl(struct ember_kvm_vcpu *vcpu);
 /* KVM_SET_GUEST_DEBUG, e.g. control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP. */
 EMBER_API int ember_kvm_vcpu_set_guest_debug(struct ember_kvm_vcpu *vcpu,
-					     const struct kvm_guest_debug *dbg);
+                                             const struct kvm_guest_debug *dbg);
 /* KVM_TRANSLATE: tr->linear_address in, the rest out. */
 EMBER_API int ember_kvm_vcpu_translate(struct ember_kvm_vcpu *vcpu, struct kvm_translation *tr);
 
@@ -282,128 +281,129 @@ EMBER_API void ember_kvm_vcpu_set_immediate_exit(struct ember_kvm_vcpu *vcpu, bo
 
 /* A decoded exit. Pointers point into the vCPU's run area and are valid until the next run. */
 enum ember_kvm_exit_kind {
-	EMBER_KVM_EXIT_UNKNOWN = KVM_EXIT_UNKNOWN,
-	EMBER_KVM_EXIT_EXCEPTION = KVM_EXIT_EXCEPTION,
-	EMBER_KVM_EXIT_IO = KVM_EXIT_IO,
-	EMBER_KVM_EXIT_HYPERCALL = KVM_EXIT_HYPERCALL,
-	EMBER_KVM_EXIT_DEBUG = KVM_EXIT_DEBUG,
-	EMBER_KVM_EXIT_HLT = KVM_EXIT_HLT,
-	EMBER_KVM_EXIT_MMIO = KVM_EXIT_MMIO,
-	EMBER_KVM_EXIT_IRQ_WINDOW_OPEN = KVM_EXIT_IRQ_WINDOW_OPEN,
-	EMBER_KVM_EXIT_SHUTDOWN = KVM_EXIT_SHUTDOWN,
-	EMBER_KVM_EXIT_FAIL_ENTRY = KVM_EXIT_FAIL_ENTRY,
-	EMBER_KVM_EXIT_INTR = KVM_EXIT_INTR,
-	EMBER_KVM_EXIT_SET_TPR = KVM_EXIT_SET_TPR,
-	EMBER_KVM_EXIT_TPR_ACCESS = KVM_EXIT_TPR_ACCESS,
-	EMBER_KVM_EXIT_S390_SIEIC = KVM_EXIT_S390_SIEIC,
-	EMBER_KVM_EXIT_S390_RESET = KVM_EXIT_S390_RESET,
-	EMBER_KVM_EXIT_DCR = KVM_EXIT_DCR,
-	EMBER_KVM_EXIT_NMI = KVM_EXIT_NMI,
-	EMBER_KVM_EXIT_INTERNAL_ERROR = KVM_EXIT_INTERNAL_ERROR,
-	EMBER_KVM_EXIT_OSI = KVM_EXIT_OSI,
-	EMBER_KVM_EXIT_PAPR_HCALL = KVM_EXIT_PAPR_HCALL,
-	EMBER_KVM_EXIT_S390_UCONTROL = KVM_EXIT_S390_UCONTROL,
-	EMBER_KVM_EXIT_WATCHDOG = KVM_EXIT_WATCHDOG,
-	EMBER_KVM_EXIT_S390_TSCH = KVM_EXIT_S390_TSCH,
-	EMBER_KVM_EXIT_EPR = KVM_EXIT_EPR,
-	EMBER_KVM_EXIT_SYSTEM_EVENT = KVM_EXIT_SYSTEM_EVENT,
-	EMBER_KVM_EXIT_S390_STSI = KVM_EXIT_S390_STSI,
-	EMBER_KVM_EXIT_IOAPIC_EOI = KVM_EXIT_IOAPIC_EOI,
-	EMBER_KVM_EXIT_HYPERV = KVM_EXIT_HYPERV,
-	EMBER_KVM_EXIT_ARM_NISV = KVM_EXIT_ARM_NISV,
-	EMBER_KVM_EXIT_X86_RDMSR = KVM_EXIT_X86_RDMSR,
-	EMBER_KVM_EXIT_X86_WRMSR = KVM_EXIT_X86_WRMSR,
-	EMBER_KVM_EXIT_DIRTY_RING_FULL = KVM_EXIT_DIRTY_RING_FULL,
-	EMBER_KVM_EXIT_AP_RESET_HOLD = KVM_EXIT_AP_RESET_HOLD,
-	EMBER_KVM_EXIT_X86_BUS_LOCK = KVM_EXIT_X86_BUS_LOCK,
-	EMBER_KVM_EXIT_XEN = KVM_EXIT_XEN,
-	EMBER_KVM_EXIT_RISCV_SBI = KVM_EXIT_RISCV_SBI,
-	EMBER_KVM_EXIT_RISCV_CSR = KVM_EXIT_RISCV_CSR,
-	EMBER_KVM_EXIT_NOTIFY = KVM_EXIT_NOTIFY,
-	/* Newer than some distributions' <linux/kvm.h> (numbers fixed by the kernel ABI). */
-	EMBER_KVM_EXIT_LOONGARCH_IOCSR = 38,
-	EMBER_KVM_EXIT_MEMORY_FAULT = 39,
-	EMBER_KVM_EXIT_TDX = 40,
-	/* Any other reason; the number is in ember_kvm_exit.reason. */
-	EMBER_KVM_EXIT_UNSUPPORTED = 0x10000,
+        EMBER_KVM_EXIT_UNKNOWN = KVM_EXIT_UNKNOWN,
+        EMBER_KVM_EXIT_EXCEPTION = KVM_EXIT_EXCEPTION,
+        EMBER_KVM_EXIT_IO = KVM_EXIT_IO,
+        EMBER_KVM_EXIT_HYPERCALL = KVM_EXIT_HYPERCALL,
+        EMBER_KVM_EXIT_DEBUG = KVM_EXIT_DEBUG,
+        EMBER_KVM_EXIT_HLT = KVM_EXIT_HLT,
+        EMBER_KVM_EXIT_MMIO = KVM_EXIT_MMIO,
+        EMBER_KVM_EXIT_IRQ_WINDOW_OPEN = KVM_EXIT_IRQ_WINDOW_OPEN,
+        EMBER_KVM_EXIT_SHUTDOWN = KVM_EXIT_SHUTDOWN,
+        EMBER_KVM_EXIT_FAIL_ENTRY = KVM_EXIT_FAIL_ENTRY,
+        EMBER_KVM_EXIT_INTR = KVM_EXIT_INTR,
+        EMBER_KVM_EXIT_SET_TPR = KVM_EXIT_SET_TPR,
+        EMBER_KVM_EXIT_TPR_ACCESS = KVM_EXIT_TPR_ACCESS,
+        EMBER_KVM_EXIT_S390_SIEIC = KVM_EXIT_S390_SIEIC,
+        EMBER_KVM_EXIT_S390_RESET = KVM_EXIT_S390_RESET,
+        EMBER_KVM_EXIT_DCR = KVM_EXIT_DCR,
+        EMBER_KVM_EXIT_NMI = KVM_EXIT_NMI,
+        EMBER_KVM_EXIT_INTERNAL_ERROR = KVM_EXIT_INTERNAL_ERROR,
+        EMBER_KVM_EXIT_OSI = KVM_EXIT_OSI,
+        EMBER_KVM_EXIT_PAPR_HCALL = KVM_EXIT_PAPR_HCALL,
+        EMBER_KVM_EXIT_S390_UCONTROL = KVM_EXIT_S390_UCONTROL,
+        EMBER_KVM_EXIT_WATCHDOG = KVM_EXIT_WATCHDOG,
+        EMBER_KVM_EXIT_S390_TSCH = KVM_EXIT_S390_TSCH,
+        EMBER_KVM_EXIT_EPR = KVM_EXIT_EPR,
+        EMBER_KVM_EXIT_SYSTEM_EVENT = KVM_EXIT_SYSTEM_EVENT,
+        EMBER_KVM_EXIT_S390_STSI = KVM_EXIT_S390_STSI,
+        EMBER_KVM_EXIT_IOAPIC_EOI = KVM_EXIT_IOAPIC_EOI,
+        EMBER_KVM_EXIT_HYPERV = KVM_EXIT_HYPERV,
+        EMBER_KVM_EXIT_ARM_NISV = KVM_EXIT_ARM_NISV,
+        EMBER_KVM_EXIT_X86_RDMSR = KVM_EXIT_X86_RDMSR,
+        EMBER_KVM_EXIT_X86_WRMSR = KVM_EXIT_X86_WRMSR,
+        EMBER_KVM_EXIT_DIRTY_RING_FULL = KVM_EXIT_DIRTY_RING_FULL,
+        EMBER_KVM_EXIT_AP_RESET_HOLD = KVM_EXIT_AP_RESET_HOLD,
+        EMBER_KVM_EXIT_X86_BUS_LOCK = KVM_EXIT_X86_BUS_LOCK,
+        EMBER_KVM_EXIT_XEN = KVM_EXIT_XEN,
+        EMBER_KVM_EXIT_RISCV_SBI = KVM_EXIT_RISCV_SBI,
+        EMBER_KVM_EXIT_RISCV_CSR = KVM_EXIT_RISCV_CSR,
+        EMBER_KVM_EXIT_NOTIFY = KVM_EXIT_NOTIFY,
+        /* Newer than some distributions' <linux/kvm.h> (numbers fixed by the kernel ABI). */
+        EMBER_KVM_EXIT_LOONGARCH_IOCSR = 38,
+        EMBER_KVM_EXIT_MEMORY_FAULT = 39,
+        EMBER_KVM_EXIT_TDX = 40,
+        /* Any other reason; the number is in ember_kvm_exit.reason. */
+        EMBER_KVM_EXIT_UNSUPPORTED = 0x10000,
 };
 
 struct ember_kvm_exit {
-	enum ember_kvm_exit_kind kind;
-	uint32_t reason; /* kvm_run.exit_reason as the kernel wrote it */
-	union {
-		struct {
-			uint64_t hardware_exit_reason;
-		} unknown;
-		struct {
-			uint32_t exception, error_code;
-		} exception;
-		/* IN: fill data[0..size*count) before the next run. */
-		struct {
-			uint16_t port;
-			uint8_t direction; /* KVM_EXIT_IO_IN / KVM_EXIT_IO_OUT */
-			uint8_t size;      /* 1, 2 or 4 */
-			uint32_t count;
-			uint8_t *data;     /* size * count bytes in the run area */
-		} io;
-		/* Read: fill data[0..len) before the next run. */
-		struct {
-			uint64_t gpa;
-			uint8_t *data; /* len bytes in the run area */
-			uint32_t len;  /* 1..8 */
-			bool is_write;
-		} mmio;
-		struct {
-			uint64_t nr;
-			uint64_t args[6];
-			uint64_t *ret; /* result for the guest */
-			uint32_t longmode;
-		} hypercall;
-		struct kvm_debug_exit_arch debug;
-		struct {
-			uint64_t hardware_entry_failure_reason;
-			uint32_t cpu;
-		} fail_entry;
-		struct {
-			uint64_t rip;
-			uint32_t is_write;
-		} tpr_access;
-		struct {
-			uint32_t suberror; /* KVM_INTERNAL_ERROR_* */
-			uint32_t ndata;    /* valid words in data (at most 16) */
-			const uint64_t *data;
-		} internal;
-		struct {
-			uint32_t type; /* KVM_SYSTEM_EVENT_* */
-			uint32_t ndata;
-			const uint64_t *data;
-		} system_event;
-		struct {
-			uint8_t vector;
-		} ioapic_eoi;
-		/* RDMSR: set *data; either: *error = 1 makes the guest take #GP. */
-		struct {
-			uint32_t reason; /* KVM_MSR_EXIT_REASON_* */
-			uint32_t index;
-			uint64_t *data;
-			uint8_t *error;
-		} msr;
-		/* Reported with KVM_RUN's -1/EFAULT or EHWPOISON (decoded as an exit anyway). */
-		struct {
-			uint64_t flags, gpa, size;
-		} memory_fault;
-		struct {
-			uint32_t flags;
-		} notify;
-		struct kvm_hyperv_exit *hyperv;
-		struct kvm_xen_exit *xen;
-	} u;
+        enum ember_kvm_exit_kind kind;
+        uint32_t reason; /* kvm_run.exit_reason as the kernel wrote it */
+        union {
+                struct {
+                        uint64_t hardware_exit_reason;
+                } unknown;
+                struct {
+                        uint32_t exception, error_code;
+                } exception;
+                /* IN: fill data[0..size*count) before the next run. */
+                struct {
+                        uint16_t port;
+                        uint8_t direction; /* KVM_EXIT_IO_IN / KVM_EXIT_IO_OUT */
+                        uint8_t size;      /* 1, 2 or 4 */
+                        uint32_t count;
+                        uint8_t *data; /* size * count bytes in the run area */
+                } io;
+                /* Read: fill data[0..len) before the next run. */
+                struct {
+                        uint64_t gpa;
+                        uint8_t *data; /* len bytes in the run area */
+                        uint32_t len;  /* 1..8 */
+                        bool is_write;
+                } mmio;
+                struct {
+                        uint64_t nr;
+                        uint64_t args[6];
+                        uint64_t *ret; /* result for the guest */
+                        uint32_t longmode;
+                } hypercall;
+                struct kvm_debug_exit_arch debug;
+                struct {
+                        uint64_t hardware_entry_failure_reason;
+                        uint32_t cpu;
+                } fail_entry;
+                struct {
+                        uint64_t rip;
+                        uint32_t is_write;
+                } tpr_access;
+                struct {
+                        uint32_t suberror; /* KVM_INTERNAL_ERROR_* */
+                        uint32_t ndata;    /* valid words in data (at most 16) */
+                        const uint64_t *data;
+                } internal;
+                struct {
+                        uint32_t type; /* KVM_SYSTEM_EVENT_* */
+                        uint32_t ndata;
+                        const uint64_t *data;
+                } system_event;
+                struct {
+                        uint8_t vector;
+                } ioapic_eoi;
+                /* RDMSR: set *data; either: *error = 1 makes the guest take #GP. */
+                struct {
+                        uint32_t reason; /* KVM_MSR_EXIT_REASON_* */
+                        uint32_t index;
+                        uint64_t *data;
+                        uint8_t *error;
+                } msr;
+                /* Reported with KVM_RUN's -1/EFAULT or EHWPOISON (decoded as an exit anyway). */
+                struct {
+                        uint64_t flags, gpa, size;
+                } memory_fault;
+                struct {
+                        uint32_t flags;
+                } notify;
+                struct kvm_hyperv_exit *hyperv;
+                struct kvm_xen_exit *xen;
+        } u;
 };
 
-/* KVM_RUN, then decodes the exit into *exit. Returns 0 with an exit (including a memory fault,
- * see above), or -errno: -EINTR when a signal or immediate_exit stopped it before or during the
- * run (exit->kind is then EMBER_KVM_EXIT_INTR), -EINVAL for an I/O exit the kernel described
- * inconsistently. */
+/* KVM_RUN, then decodes the exit into *exit (exit may be NULL). Returns 0 with an exit
+ * (including a memory fault, see above), or -errno: -EINTR when a signal or immediate_exit
+ * stopped it before or during the run (exit->kind is then EMBER_KVM_EXIT_INTR), -EINVAL for an
+ * I/O or MMIO exit the kernel described inconsistently; after any other error *exit means
+ * nothing. An exit reason ember does not know is not an error: kind EMBER_KVM_EXIT_UNSUPPORTED. */
 EMBER_API int ember_kvm_vcpu_run(struct ember_kvm_vcpu *vcpu, struct ember_kvm_exit *exit);
 /* Writes a one-line description ("KVM_EXIT_IO out port 0x3f8 size 1 count 1", "unsupported 99")
  * into buf; returns what snprintf returns. */
@@ -411,11 +411,12 @@ EMBER_API int ember_kvm_exit_describe(const struct ember_kvm_exit *exit, char *b
 
 /* The coalesced MMIO/PIO ring (one per VM, seen through each vCPU's run area); NULL without
  * KVM_CAP_COALESCED_MMIO. */
-EMBER_API struct kvm_coalesced_mmio_ring *ember_kvm_vcpu_coalesced_ring(struct ember_kvm_vcpu *vcpu);
+EMBER_API struct kvm_coalesced_mmio_ring *
+ember_kvm_vcpu_coalesced_ring(struct ember_kvm_vcpu *vcpu);
 /* Pops the oldest entry: 1 with *out filled, 0 when the ring is empty, -EIO without a ring.
  * One reader at a time per VM. */
 EMBER_API int ember_kvm_vcpu_coalesced_read(struct ember_kvm_vcpu *vcpu,
-					    struct kvm_coalesced_mmio *out);
+                                            struct kvm_coalesced_mmio *out);
 
 /* ---------------------------------------------------------------- device */
 
@@ -423,12 +424,12 @@ EMBER_API void ember_kvm_device_close(struct ember_kvm_device *dev);
 EMBER_API int ember_kvm_device_fd(const struct ember_kvm_device *dev);
 EMBER_API const char *ember_kvm_device_last_error(const struct ember_kvm_device *dev);
 EMBER_API int ember_kvm_device_set_attr(struct ember_kvm_device *dev,
-					const struct kvm_device_attr *attr);
+                                        const struct kvm_device_attr *attr);
 /* The kernel writes through attr->addr. */
 EMBER_API int ember_kvm_device_get_attr(struct ember_kvm_device *dev, struct kvm_device_attr *attr);
 /* 0 when the device has the attribute, else -errno (-ENXIO). */
 EMBER_API int ember_kvm_device_has_attr(struct ember_kvm_device *dev,
-					const struct kvm_device_attr *attr);
+                                        const struct kvm_device_attr *attr);
 
 #ifdef __cplusplus
 }

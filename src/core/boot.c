@@ -73,6 +73,34 @@ out:
 	return rc;
 }
 
+/* Writes the generated initramfs where the user asked (for another VMM, or to inspect it). */
+static int save_initramfs(const char *path, const struct initramfs *ir, char *err, size_t errlen)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return ember_errf(err, errlen, errno, "save initramfs '%s': %s", path,
+				  strerror(errno));
+	const uint8_t *p = initramfs_data(ir);
+	size_t left = initramfs_len(ir);
+	while (left > 0) {
+		ssize_t n = write(fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+			close(fd);
+			return ember_errf(err, errlen, e, "save initramfs '%s': %s", path,
+					  strerror(e));
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+	if (close(fd) != 0)
+		return ember_errf(err, errlen, errno, "save initramfs '%s': %s", path,
+				  strerror(errno));
+	return 0;
+}
+
 static int encode_exec_config(const struct ember_config *cfg, uint8_t **out, size_t *len,
 			      enum ember_error *code, char *err, size_t errlen)
 {
@@ -176,56 +204,68 @@ static int build_cmdline(const struct ember_config *cfg, const char *devices, ui
 	return 0;
 }
 
-int boot_load(struct gmem *m, const struct ember_config *cfg, const char *devices_cmdline,
-	      struct boot_result *out, enum ember_error *code, char *err, size_t errlen)
+int boot_prepare(const struct ember_config *cfg, const char *devices_cmdline,
+		 struct boot_image *img, enum ember_error *code, char *err, size_t errlen)
 {
-	uint8_t *img = NULL;
-	size_t img_len = 0;
-	struct x86_kernel_info ki;
-	struct initramfs ir;
-	struct cmdline cl;
-	int rc;
+	memset(img, 0, sizeof(*img));
+	initramfs_init(&img->initramfs);
+	cmdline_init(&img->cmdline);
+	int rc = read_file(cfg->kernel_path, KERNEL_MAX_BYTES, &img->kernel, &img->kernel_len, err,
+			   errlen, "kernel");
+	if (!rc)
+		rc = x86_kernel_probe(img->kernel, img->kernel_len, cfg->kernel_path, &img->ki, err,
+				      errlen);
+	if (rc) {
+		*code = EMBER_ERR_KERNEL;
+		goto fail;
+	}
+	if ((rc = build_initramfs(cfg, &img->initramfs, code, err, errlen)))
+		goto fail;
+	if (cfg->save_initramfs_path &&
+	    (rc = save_initramfs(cfg->save_initramfs_path, &img->initramfs, err, errlen))) {
+		*code = EMBER_ERR_INITRAMFS;
+		goto fail;
+	}
+	if ((rc = build_cmdline(cfg, devices_cmdline, img->ki.cmdline_max, &img->cmdline, code, err,
+				errlen)))
+		goto fail;
+	return 0;
+fail:
+	boot_image_free(img);
+	return rc;
+}
 
+void boot_image_free(struct boot_image *img)
+{
+	free(img->kernel);
+	img->kernel = NULL;
+	initramfs_free(&img->initramfs);
+	cmdline_free(&img->cmdline);
+}
+
+int boot_place(struct gmem *m, const struct boot_image *img, unsigned nvcpus,
+	       struct boot_result *out, enum ember_error *code, char *err, size_t errlen)
+{
 	memset(out, 0, sizeof(*out));
-	initramfs_init(&ir);
-	cmdline_init(&cl);
-	rc = read_file(cfg->kernel_path, KERNEL_MAX_BYTES, &img, &img_len, err, errlen, "kernel");
-	if (rc) {
-		*code = EMBER_ERR_KERNEL;
-		goto out;
-	}
-	rc = x86_kernel_probe(img, img_len, cfg->kernel_path, &ki, err, errlen);
-	if (rc) {
-		*code = EMBER_ERR_KERNEL;
-		goto out;
-	}
-	rc = x86_kernel_load(m, img, img_len, &ki, err, errlen);
+	int rc = x86_kernel_load(m, img->kernel, img->kernel_len, &img->ki, err, errlen);
 	if (rc) {
 		*code = rc == -ENOMEM ? EMBER_ERR_MEMORY : EMBER_ERR_KERNEL;
-		goto out;
+		return rc;
 	}
-	if ((rc = build_initramfs(cfg, &ir, code, err, errlen)))
-		goto out;
-	if ((rc = build_cmdline(cfg, devices_cmdline, ki.cmdline_max, &cl, code, err, errlen)))
-		goto out;
 	struct x86_boot_cfg bc = {
-	    .kernel = &ki,
-	    .cmdline = cmdline_str(&cl),
-	    .initramfs = initramfs_data(&ir),
-	    .initramfs_len = initramfs_len(&ir),
-	    .ncpus = cfg->vcpus,
+	    .kernel = &img->ki,
+	    .cmdline = cmdline_str(&img->cmdline),
+	    .initramfs = initramfs_data(&img->initramfs),
+	    .initramfs_len = initramfs_len(&img->initramfs),
+	    .ncpus = nvcpus,
 	};
 	rc = x86_boot_setup(m, &bc, &out->entry, err, errlen);
 	if (rc) {
 		*code = rc == -ENOMEM ? EMBER_ERR_MEMORY : EMBER_ERR_INVALID;
-		goto out;
+		return rc;
 	}
-	out->initramfs_bytes = initramfs_len(&ir);
-out:
-	free(img);
-	initramfs_free(&ir);
-	cmdline_free(&cl);
-	return rc;
+	out->initramfs_bytes = initramfs_len(&img->initramfs);
+	return 0;
 }
 
 int boot_read_cpuid(struct ember_kvm *kvm, struct boot_result *boot, char *err, size_t errlen)

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "arch/x86_64/layout.h"
 #include "core/guest_config.h"
 #include "core/vm_internal.h"
 
@@ -111,6 +112,7 @@ EMBER_API void ember_builder_free(struct ember_builder *b)
 	free(c->kernel_path);
 	free(c->cmdline_extra);
 	free(c->initramfs_path);
+	free(c->save_initramfs_path);
 	free(c->kernel_log_path);
 	free(c->rootfs);
 	free(c->exec_path);
@@ -177,6 +179,13 @@ EMBER_API int ember_builder_kernel_cmdline(struct ember_builder *b, const char *
 EMBER_API int ember_builder_kernel_initramfs(struct ember_builder *b, const char *path)
 {
 	return b ? set_str(b, &b->cfg.initramfs_path, path, EMBER_ERR_INITRAMFS, "initramfs path")
+		 : -EINVAL;
+}
+
+EMBER_API int ember_builder_kernel_save_initramfs(struct ember_builder *b, const char *path)
+{
+	return b ? set_str(b, &b->cfg.save_initramfs_path, path, EMBER_ERR_INITRAMFS,
+			   "save initramfs path")
 		 : -EINVAL;
 }
 
@@ -396,6 +405,9 @@ static int builder_validate(struct ember_builder *b)
 	const struct ember_config *c = &b->cfg;
 	if (c->vcpus == 0)
 		return fail(b, EMBER_ERR_VCPUS, EINVAL, "0 vCPUs: a VM needs at least one");
+	if (c->vcpus > X86_MAX_VCPUS)
+		return fail(b, EMBER_ERR_VCPUS, EINVAL, "%u vCPUs: ember supports at most %u",
+			    c->vcpus, X86_MAX_VCPUS);
 	if (c->memory_mib < EMBER_MIN_MEMORY_MIB)
 		return fail(b, EMBER_ERR_MEMORY, EINVAL,
 			    "memory %zu MiB is too small (at least %u MiB)", c->memory_mib,

@@ -24,6 +24,7 @@ struct ember_metrics {
 		int live;
 	} vcpu[X86_MAX_VCPUS];
 	uint64_t banked_vcpu_ns; /* CPU time of vCPU threads that have ended */
+	atomic_uint_fast64_t init_ns, exec_ns;
 };
 
 static uint64_t ts_ns(const struct timespec *ts)
@@ -141,6 +142,22 @@ void metrics_stopped(struct ember_metrics *m)
 	pthread_mutex_unlock(&m->lock);
 }
 
+static void mark_once(atomic_uint_fast64_t *slot)
+{
+	uint_fast64_t zero = 0;
+	atomic_compare_exchange_strong(slot, &zero, mono_ns());
+}
+
+void metrics_mark_init(struct ember_metrics *m)
+{
+	mark_once(&m->init_ns);
+}
+
+void metrics_mark_exec(struct ember_metrics *m)
+{
+	mark_once(&m->exec_ns);
+}
+
 /* Pages of guest RAM resident on the host, counted with mincore in bounded chunks. */
 static uint64_t resident_bytes(void *base, size_t len)
 {
@@ -169,7 +186,10 @@ EMBER_API int ember_metrics_sample(struct ember_metrics *m, struct ember_metrics
 	out->exits_mmio = atomic_load(&m->exits_mmio);
 	out->exits_hlt = atomic_load(&m->exits_hlt);
 	out->exits_other = atomic_load(&m->exits_other);
+	out->init_mono_ns = atomic_load(&m->init_ns);
+	out->exec_mono_ns = atomic_load(&m->exec_ns);
 	pthread_mutex_lock(&m->lock);
+	out->start_mono_ns = m->start_ns;
 	out->running = m->running;
 	out->memory_bytes = m->memory_bytes;
 	if (m->start_ns)

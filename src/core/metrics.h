@@ -20,5 +20,8 @@ void metrics_add_vcpu_thread(struct ember_metrics *m, unsigned index, pthread_t 
 /* Called by a vCPU thread as its last act, to bank its CPU time. */
 void metrics_vcpu_done(struct ember_metrics *m, unsigned index);
 void metrics_stopped(struct ember_metrics *m);
+/* Boot markers reported by the guest through the status port (first report wins). */
+void metrics_mark_init(struct ember_metrics *m);
+void metrics_mark_exec(struct ember_metrics *m);
 
 #endif

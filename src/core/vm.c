@@ -412,7 +412,7 @@ static int vm_add_devices(struct ember_vm *vm, const struct ember_config *cfg,
 			return log_fd;
 	}
 	if ((rc = serial16550_init(&vm->serial, &vm->env, X86_COM1_PORT, X86_COM1_IRQ, log_fd)) ||
-	    (rc = i8042_init(&vm->kbd, &vm->env)) || (rc = status_port_init(&vm->status, &vm->env)))
+	    (rc = i8042_init(&vm->kbd, &vm->env)) || (rc = status_port_init(&vm->status, &vm->env, vm->metrics)))
 		FAIL(EMBER_ERR_RESOURCE, rc, "cannot register legacy devices: %s", strerror(-rc));
 
 	int in = cfg->in_fd, out = cfg->out_fd, errfd = cfg->err_fd;
@@ -462,6 +462,8 @@ int ember_vm_create(const struct ember_config *cfg, struct ember_vm **out, enum 
 		    char *err, size_t errlen)
 {
 	int rc;
+	struct boot_image *img = NULL;
+	struct boot_result *boot = NULL;
 	struct ember_vm *vm = calloc(1, sizeof(*vm));
 	if (!vm) {
 		*code = EMBER_ERR_RESOURCE;
@@ -487,6 +489,18 @@ int ember_vm_create(const struct ember_config *cfg, struct ember_vm **out, enum 
 	if ((rc = evloop_add(&vm->loop, vm->exit_efd, EPOLLIN, on_exit_event, vm)))
 		FAIL(EMBER_ERR_RESOURCE, rc, "epoll: %s", strerror(-rc));
 
+	/* User input first: a bad kernel or root is reported before any KVM work. */
+	char devices[128];
+	virtio_mmio_cmdline(devices, sizeof(devices), X86_VIRTIO_MMIO_BASE, X86_VIRTIO_IRQ_FIRST);
+	img = calloc(1, sizeof(*img));
+	boot = malloc(sizeof(*boot));
+	if (!img || !boot)
+		FAIL(EMBER_ERR_RESOURCE, ENOMEM, "out of memory");
+	if ((rc = boot_prepare(cfg, devices, img, code, err, errlen))) {
+		free(img);
+		img = NULL;
+		goto fail;
+	}
 	if ((rc = vm_open_kvm(vm, cfg, code, err, errlen)))
 		goto fail;
 	if ((rc = vm_map_memory(vm, cfg, code, err, errlen)))
@@ -505,25 +519,24 @@ int ember_vm_create(const struct ember_config *cfg, struct ember_vm **out, enum 
 	if ((rc = vm_add_devices(vm, cfg, code, err, errlen)))
 		goto fail;
 
-	struct boot_result *boot = malloc(sizeof(*boot));
-	if (!boot)
-		FAIL(EMBER_ERR_RESOURCE, ENOMEM, "out of memory");
-	char extra_cmdline[128];
-	virtio_mmio_cmdline(extra_cmdline, sizeof(extra_cmdline), X86_VIRTIO_MMIO_BASE,
-			    X86_VIRTIO_IRQ_FIRST);
-	rc = boot_load(&vm->mem, cfg, extra_cmdline, boot, code, err, errlen);
+	rc = boot_place(&vm->mem, img, cfg->vcpus, boot, code, err, errlen);
 	if (!rc)
 		rc = vm_create_vcpus(vm, boot, code, err, errlen);
-	free(boot);
 	if (rc)
 		goto fail;
 	*out = vm;
-	return 0;
+	rc = 0;
+	goto done;
 fail:
 	vm_destroy_resources(vm);
 	metrics_release(vm->metrics);
 	pthread_mutex_destroy(&vm->err_lock);
 	free(vm);
+done:
+	if (img)
+		boot_image_free(img);
+	free(img);
+	free(boot);
 	return rc;
 }
 

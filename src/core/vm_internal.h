@@ -29,6 +29,7 @@ struct ember_config {
 	char *kernel_path;
 	char *cmdline_extra;
 	char *initramfs_path;
+	char *save_initramfs_path; /* write the generated initramfs here, or NULL */
 	char *kernel_log_path;
 	char *rootfs;
 	char *exec_path;

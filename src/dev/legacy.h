@@ -31,12 +31,12 @@ struct i8042 {
 int i8042_init(struct i8042 *k, const struct dev_env *env);
 
 /* ember's status port (include/ember/guest_abi.h): "init reached", "exec", "exit with N". */
+struct ember_metrics;
 struct status_port {
 	const struct dev_env *env;
-	_Atomic uint64_t init_reached_ns; /* CLOCK_MONOTONIC when first seen, 0 if not yet */
-	_Atomic uint64_t exec_ns;
-	_Atomic uint32_t abi_version;
+	struct ember_metrics *metrics; /* receives the boot markers */
+	_Atomic uint32_t abi_version;   /* what init announced, 0 before */
 };
-int status_port_init(struct status_port *p, const struct dev_env *env);
+int status_port_init(struct status_port *p, const struct dev_env *env, struct ember_metrics *m);
 
 #endif

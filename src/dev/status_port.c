@@ -1,15 +1,8 @@
 #include <string.h>
-#include <time.h>
 
+#include "core/metrics.h"
 #include "dev/legacy.h"
 #include "ember/guest_abi.h"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void status_read(void *opaque, uint64_t off, uint8_t *data, uint32_t len)
 {
@@ -27,14 +20,13 @@ static void status_write(void *opaque, uint64_t off, const uint8_t *data, uint32
 		return; /* only aligned 32-bit words are commands */
 	memcpy(&word, data, 4);
 	uint32_t arg = word & EMBER_ABI_ARG_MASK;
-	uint64_t zero = 0;
 	switch (word >> EMBER_ABI_CMD_SHIFT) {
 	case EMBER_ABI_CMD_INIT_REACHED:
-		atomic_compare_exchange_strong(&p->init_reached_ns, &zero, now_ns());
+		metrics_mark_init(p->metrics);
 		atomic_store(&p->abi_version, arg);
 		break;
 	case EMBER_ABI_CMD_EXEC:
-		atomic_compare_exchange_strong(&p->exec_ns, &zero, now_ns());
+		metrics_mark_exec(p->metrics);
 		break;
 	case EMBER_ABI_CMD_EXIT:
 		/* Exit statuses are 0..255; anything else is a confused guest, reported as such. */
@@ -51,9 +43,10 @@ static void status_write(void *opaque, uint64_t off, const uint8_t *data, uint32
 
 static const struct bus_dev_ops status_ops = {.read = status_read, .write = status_write};
 
-int status_port_init(struct status_port *p, const struct dev_env *env)
+int status_port_init(struct status_port *p, const struct dev_env *env, struct ember_metrics *m)
 {
 	memset(p, 0, sizeof(*p));
 	p->env = env;
+	p->metrics = m;
 	return bus_add(env->pio, EMBER_ABI_PORT, EMBER_ABI_PORT_LEN, &status_ops, p, "ember-status");
 }

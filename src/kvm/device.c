@@ -6,34 +6,34 @@
 
 void ember_kvm_device_close(struct ember_kvm_device *dev)
 {
-	if (!dev)
-		return;
-	if (dev->fd >= 0)
-		close(dev->fd);
-	free(dev);
+        if (!dev)
+                return;
+        if (dev->fd >= 0)
+                close(dev->fd);
+        free(dev);
 }
 
 int ember_kvm_device_fd(const struct ember_kvm_device *dev)
 {
-	return dev->fd;
+        return dev->fd;
 }
 
 const char *ember_kvm_device_last_error(const struct ember_kvm_device *dev)
 {
-	return dev->error;
+        return dev->error;
 }
 
 int ember_kvm_device_set_attr(struct ember_kvm_device *dev, const struct kvm_device_attr *attr)
 {
-	return KVM_IOCTL(dev, KVM_SET_DEVICE_ATTR, attr);
+        return KVM_IOCTL(dev, KVM_SET_DEVICE_ATTR, attr);
 }
 
 int ember_kvm_device_get_attr(struct ember_kvm_device *dev, struct kvm_device_attr *attr)
 {
-	return KVM_IOCTL(dev, KVM_GET_DEVICE_ATTR, attr);
+        return KVM_IOCTL(dev, KVM_GET_DEVICE_ATTR, attr);
 }
 
 int ember_kvm_device_has_attr(struct ember_kvm_device *dev, const struct kvm_device_attr *attr)
 {
-	return KVM_IOCTL(dev, KVM_HAS_DEVICE_ATTR, attr);
+        return KVM_IOCTL(dev, KVM_HAS_DEVICE_ATTR, attr);
 }

@@ -11,30 +11,30 @@
 
 int kvm_ioctl_raw(int fd, unsigned long request, unsigned long arg)
 {
-	int ret = ioctl(fd, request, arg);
+        int ret = ioctl(fd, request, arg);
 
-	return ret < 0 ? -errno : ret;
+        return ret < 0 ? -errno : ret;
 }
 
-int kvm_ioctl_checked(int fd, unsigned long request, const char *name, unsigned long arg,
-		      char *err, size_t err_len)
+int kvm_ioctl_checked(int fd, unsigned long request, const char *name, unsigned long arg, char *err,
+                      size_t err_len)
 {
-	int ret = kvm_ioctl_raw(fd, request, arg);
+        int ret = kvm_ioctl_raw(fd, request, arg);
 
-	if (ret < 0) {
-		char msg[96];
+        if (ret < 0) {
+                char msg[96];
 
-		snprintf(err, err_len, "%s: %s", name, strerror_r(-ret, msg, sizeof(msg)));
-	}
-	return ret;
+                snprintf(err, err_len, "%s: %s", name, strerror_r(-ret, msg, sizeof(msg)));
+        }
+        return ret;
 }
 
 int kvm_fail(char *buf, size_t len, int err, const char *fmt, ...)
 {
-	va_list ap;
+        va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-	return -err;
+        va_start(ap, fmt);
+        vsnprintf(buf, len, fmt, ap);
+        va_end(ap);
+        return -err;
 }

@@ -9,222 +9,222 @@
 
 void ember_kvm_vcpu_close(struct ember_kvm_vcpu *vcpu)
 {
-	if (!vcpu)
-		return;
-	if (vcpu->run)
-		munmap(vcpu->run, vcpu->run_size);
-	if (vcpu->fd >= 0)
-		close(vcpu->fd);
-	free(vcpu);
+        if (!vcpu)
+                return;
+        if (vcpu->run)
+                munmap(vcpu->run, vcpu->run_size);
+        if (vcpu->fd >= 0)
+                close(vcpu->fd);
+        free(vcpu);
 }
 
 int ember_kvm_vcpu_fd(const struct ember_kvm_vcpu *vcpu)
 {
-	return vcpu->fd;
+        return vcpu->fd;
 }
 
 const char *ember_kvm_vcpu_last_error(const struct ember_kvm_vcpu *vcpu)
 {
-	return vcpu->error;
+        return vcpu->error;
 }
 
 int ember_kvm_vcpu_enable_cap(struct ember_kvm_vcpu *vcpu, const struct kvm_enable_cap *cap)
 {
-	return KVM_IOCTL(vcpu, KVM_ENABLE_CAP, cap);
+        return KVM_IOCTL(vcpu, KVM_ENABLE_CAP, cap);
 }
 
 int ember_kvm_vcpu_get_regs(struct ember_kvm_vcpu *vcpu, struct kvm_regs *regs)
 {
-	return KVM_IOCTL(vcpu, KVM_GET_REGS, regs);
+        return KVM_IOCTL(vcpu, KVM_GET_REGS, regs);
 }
 
 int ember_kvm_vcpu_set_regs(struct ember_kvm_vcpu *vcpu, const struct kvm_regs *regs)
 {
-	return KVM_IOCTL(vcpu, KVM_SET_REGS, regs);
+        return KVM_IOCTL(vcpu, KVM_SET_REGS, regs);
 }
 
 int ember_kvm_vcpu_get_sregs(struct ember_kvm_vcpu *vcpu, struct kvm_sregs *sregs)
 {
-	return KVM_IOCTL(vcpu, KVM_GET_SREGS, sregs);
+        return KVM_IOCTL(vcpu, KVM_GET_SREGS, sregs);
 }
 
 int ember_kvm_vcpu_set_sregs(struct ember_kvm_vcpu *vcpu, const struct kvm_sregs *sregs)
 {
-	return KVM_IOCTL(vcpu, KVM_SET_SREGS, sregs);
+        return KVM_IOCTL(vcpu, KVM_SET_SREGS, sregs);
 }
 
 int ember_kvm_vcpu_get_fpu(struct ember_kvm_vcpu *vcpu, struct kvm_fpu *fpu)
 {
-	return KVM_IOCTL(vcpu, KVM_GET_FPU, fpu);
+        return KVM_IOCTL(vcpu, KVM_GET_FPU, fpu);
 }
 
 int ember_kvm_vcpu_set_fpu(struct ember_kvm_vcpu *vcpu, const struct kvm_fpu *fpu)
 {
-	return KVM_IOCTL(vcpu, KVM_SET_FPU, fpu);
+        return KVM_IOCTL(vcpu, KVM_SET_FPU, fpu);
 }
 
 int ember_kvm_vcpu_get_lapic(struct ember_kvm_vcpu *vcpu, struct kvm_lapic_state *lapic)
 {
-	return KVM_IOCTL(vcpu, KVM_GET_LAPIC, lapic);
+        return KVM_IOCTL(vcpu, KVM_GET_LAPIC, lapic);
 }
 
 int ember_kvm_vcpu_set_lapic(struct ember_kvm_vcpu *vcpu, const struct kvm_lapic_state *lapic)
 {
-	return KVM_IOCTL(vcpu, KVM_SET_LAPIC, lapic);
+        return KVM_IOCTL(vcpu, KVM_SET_LAPIC, lapic);
 }
 
 int ember_kvm_vcpu_get_msrs(struct ember_kvm_vcpu *vcpu, struct kvm_msr_entry *entries, uint32_t n)
 {
-	return KVM_FAM(kvm_msrs_io, vcpu, KVM_GET_MSRS, entries, n, true);
+        return KVM_FAM(vcpu, KVM_GET_MSRS, kvm_fam_msrs, entries, n, KVM_FAM_IN | KVM_FAM_OUT_RET);
 }
 
 int ember_kvm_vcpu_set_msrs(struct ember_kvm_vcpu *vcpu, const struct kvm_msr_entry *entries,
-			    uint32_t n)
+                            uint32_t n)
 {
-	/* Not written through when read is false. */
-	return KVM_FAM(kvm_msrs_io, vcpu, KVM_SET_MSRS, (struct kvm_msr_entry *)entries, n, false);
+        return KVM_FAM(vcpu, KVM_SET_MSRS, kvm_fam_msrs, entries, n, KVM_FAM_IN);
 }
 
 int ember_kvm_vcpu_set_cpuid2(struct ember_kvm_vcpu *vcpu, const struct kvm_cpuid_entry2 *entries,
-			      uint32_t n)
+                              uint32_t n)
 {
-	return KVM_FAM(kvm_cpuid_set, vcpu, KVM_SET_CPUID2, entries, n);
+        return KVM_FAM(vcpu, KVM_SET_CPUID2, kvm_fam_cpuid, entries, n, KVM_FAM_IN);
 }
 
 int ember_kvm_vcpu_get_cpuid2(struct ember_kvm_vcpu *vcpu, struct kvm_cpuid_entry2 *entries,
-			      uint32_t max)
+                              uint32_t max)
 {
-	return KVM_FAM(kvm_cpuid_get, vcpu, KVM_GET_CPUID2, entries, max);
+        return KVM_FAM(vcpu, KVM_GET_CPUID2, kvm_fam_cpuid, entries, max, KVM_FAM_OUT);
 }
 
 int ember_kvm_vcpu_get_xsave(struct ember_kvm_vcpu *vcpu, struct kvm_xsave *xsave)
 {
-	return KVM_IOCTL(vcpu, KVM_GET_XSAVE, xsave);
+        return KVM_IOCTL(vcpu, KVM_GET_XSAVE, xsave);
 }
 
 int ember_kvm_vcpu_set_xsave(struct ember_kvm_vcpu *vcpu, const struct kvm_xsave *xsave)
 {
-	return KVM_IOCTL(vcpu, KVM_SET_XSAVE, xsave);
+        return KVM_IOCTL(vcpu, KVM_SET_XSAVE, xsave);
 }
 
 int ember_kvm_vcpu_get_xcrs(struct ember_kvm_vcpu *vcpu, struct kvm_xcrs *xcrs)
 {
-	return KVM_IOCTL(vcpu, KVM_GET_XCRS, xcrs);
+        return KVM_IOCTL(vcpu, KVM_GET_XCRS, xcrs);
 }
 
 int ember_kvm_vcpu_set_xcrs(struct ember_kvm_vcpu *vcpu, const struct kvm_xcrs *xcrs)
 {
-	return KVM_IOCTL(vcpu, KVM_SET_XCRS, xcrs);
+        return KVM_IOCTL(vcpu, KVM_SET_XCRS, xcrs);
 }
 
 int ember_kvm_vcpu_get_debugregs(struct ember_kvm_vcpu *vcpu, struct kvm_debugregs *dregs)
 {
-	return KVM_IOCTL(vcpu, KVM_GET_DEBUGREGS, dregs);
+        return KVM_IOCTL(vcpu, KVM_GET_DEBUGREGS, dregs);
 }
 
 int ember_kvm_vcpu_set_debugregs(struct ember_kvm_vcpu *vcpu, const struct kvm_debugregs *dregs)
 {
-	return KVM_IOCTL(vcpu, KVM_SET_DEBUGREGS, dregs);
+        return KVM_IOCTL(vcpu, KVM_SET_DEBUGREGS, dregs);
 }
 
 int ember_kvm_vcpu_get_events(struct ember_kvm_vcpu *vcpu, struct kvm_vcpu_events *events)
 {
-	return KVM_IOCTL(vcpu, KVM_GET_VCPU_EVENTS, events);
+        return KVM_IOCTL(vcpu, KVM_GET_VCPU_EVENTS, events);
 }
 
 int ember_kvm_vcpu_set_events(struct ember_kvm_vcpu *vcpu, const struct kvm_vcpu_events *events)
 {
-	return KVM_IOCTL(vcpu, KVM_SET_VCPU_EVENTS, events);
+        return KVM_IOCTL(vcpu, KVM_SET_VCPU_EVENTS, events);
 }
 
 int ember_kvm_vcpu_get_mp_state(struct ember_kvm_vcpu *vcpu, struct kvm_mp_state *mp)
 {
-	return KVM_IOCTL(vcpu, KVM_GET_MP_STATE, mp);
+        return KVM_IOCTL(vcpu, KVM_GET_MP_STATE, mp);
 }
 
 int ember_kvm_vcpu_set_mp_state(struct ember_kvm_vcpu *vcpu, const struct kvm_mp_state *mp)
 {
-	return KVM_IOCTL(vcpu, KVM_SET_MP_STATE, mp);
+        return KVM_IOCTL(vcpu, KVM_SET_MP_STATE, mp);
 }
 
 int ember_kvm_vcpu_get_tsc_khz(struct ember_kvm_vcpu *vcpu)
 {
-	return KVM_IOCTL(vcpu, KVM_GET_TSC_KHZ, 0);
+        return KVM_IOCTL(vcpu, KVM_GET_TSC_KHZ, 0);
 }
 
 int ember_kvm_vcpu_set_tsc_khz(struct ember_kvm_vcpu *vcpu, uint32_t khz)
 {
-	return KVM_IOCTL(vcpu, KVM_SET_TSC_KHZ, khz);
+        return KVM_IOCTL(vcpu, KVM_SET_TSC_KHZ, khz);
 }
 
 int ember_kvm_vcpu_kvmclock_ctrl(struct ember_kvm_vcpu *vcpu)
 {
-	return KVM_IOCTL(vcpu, KVM_KVMCLOCK_CTRL, 0);
+        return KVM_IOCTL(vcpu, KVM_KVMCLOCK_CTRL, 0);
 }
 
 int ember_kvm_vcpu_set_guest_debug(struct ember_kvm_vcpu *vcpu, const struct kvm_guest_debug *dbg)
 {
-	return KVM_IOCTL(vcpu, KVM_SET_GUEST_DEBUG, dbg);
+        return KVM_IOCTL(vcpu, KVM_SET_GUEST_DEBUG, dbg);
 }
 
 int ember_kvm_vcpu_translate(struct ember_kvm_vcpu *vcpu, struct kvm_translation *tr)
 {
-	return KVM_IOCTL(vcpu, KVM_TRANSLATE, tr);
+        return KVM_IOCTL(vcpu, KVM_TRANSLATE, tr);
 }
 
 struct kvm_run *ember_kvm_vcpu_run_page(struct ember_kvm_vcpu *vcpu)
 {
-	return vcpu->run;
+        return vcpu->run;
 }
 
 void ember_kvm_vcpu_set_immediate_exit(struct ember_kvm_vcpu *vcpu, bool on)
 {
-	__atomic_store_n(&vcpu->run->immediate_exit, on ? 1 : 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&vcpu->run->immediate_exit, on ? 1 : 0, __ATOMIC_SEQ_CST);
 }
 
 int ember_kvm_vcpu_run(struct ember_kvm_vcpu *vcpu, struct ember_kvm_exit *exit)
 {
-	struct ember_kvm_exit scratch;
-	int ret, decoded;
+        struct ember_kvm_exit scratch;
+        int ret, decoded;
 
-	/* Most failures leave exit_reason alone: clearing it keeps an earlier MEMORY_FAULT from
-	 * being decoded again. */
-	vcpu->run->exit_reason = KVM_EXIT_UNKNOWN;
-	ret = KVM_IOCTL(vcpu, KVM_RUN, 0);
-	decoded = kvm_exit_decode(vcpu->run, vcpu->run_size, ret, exit ? exit : &scratch);
-	if (ret >= 0 && decoded < 0)
-		KVM_FAIL(vcpu, -decoded, "KVM_RUN: inconsistent %s exit from the kernel",
-			 ember_kvm_exit_reason_name(vcpu->run->exit_reason));
-	return decoded;
+        /* Most failures leave exit_reason alone: clearing it keeps an earlier MEMORY_FAULT from
+         * being decoded again. */
+        vcpu->run->exit_reason = KVM_EXIT_UNKNOWN;
+        ret = KVM_IOCTL(vcpu, KVM_RUN, 0);
+        decoded = kvm_exit_decode(vcpu->run, vcpu->run_size, ret, exit ? exit : &scratch);
+        if (ret >= 0 && decoded < 0)
+                KVM_FAIL(vcpu, -decoded, "KVM_RUN: inconsistent %s exit from the kernel",
+                         ember_kvm_exit_reason_name(vcpu->run->exit_reason));
+        return decoded;
 }
 
 struct kvm_coalesced_mmio_ring *ember_kvm_vcpu_coalesced_ring(struct ember_kvm_vcpu *vcpu)
 {
-	return vcpu->ring;
+        return vcpu->ring;
 }
 
 uint32_t kvm_coalesced_ring_entries(size_t page_size)
 {
-	return (uint32_t)((page_size - sizeof(struct kvm_coalesced_mmio_ring)) /
-			  sizeof(struct kvm_coalesced_mmio));
+        return (uint32_t)((page_size - sizeof(struct kvm_coalesced_mmio_ring)) /
+                          sizeof(struct kvm_coalesced_mmio));
 }
 
 int ember_kvm_vcpu_coalesced_read(struct ember_kvm_vcpu *vcpu, struct kvm_coalesced_mmio *out)
 {
-	struct kvm_coalesced_mmio_ring *ring = vcpu->ring;
-	uint32_t first, last;
+        struct kvm_coalesced_mmio_ring *ring = vcpu->ring;
+        uint32_t first, last;
 
-	if (!ring)
-		return KVM_FAIL(vcpu, EIO, "coalesced ring: not mapped (no KVM_CAP_COALESCED_MMIO)");
-	/* The kernel publishes an entry and then moves last; we consume and then move first. */
-	first = __atomic_load_n(&ring->first, __ATOMIC_RELAXED);
-	last = __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE);
-	if (first == last)
-		return 0;
-	if (first >= vcpu->ring_entries || last >= vcpu->ring_entries)
-		return KVM_FAIL(vcpu, EIO, "coalesced ring: first %u / last %u out of %u entries",
-				first, last, vcpu->ring_entries);
-	*out = ring->coalesced_mmio[first];
-	__atomic_store_n(&ring->first, (first + 1) % vcpu->ring_entries, __ATOMIC_RELEASE);
-	return 1;
+        if (!ring)
+                return KVM_FAIL(vcpu, EIO,
+                                "coalesced ring: not mapped (no KVM_CAP_COALESCED_MMIO)");
+        /* The kernel publishes an entry and then moves last; we consume and then move first. */
+        first = __atomic_load_n(&ring->first, __ATOMIC_RELAXED);
+        last = __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE);
+        if (first == last)
+                return 0;
+        if (first >= vcpu->ring_entries || last >= vcpu->ring_entries)
+                return KVM_FAIL(vcpu, EIO, "coalesced ring: first %u / last %u out of %u entries",
+                                first, last, vcpu->ring_entries);
+        *out = ring->coalesced_mmio[first];
+        __atomic_store_n(&ring->first, (first + 1) % vcpu->ring_entries, __ATOMIC_RELEASE);
+        return 1;
 }
