@@ -39,6 +39,7 @@ UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
 KVM_BINS     := $(KVM_SRCS:tests/kvm/%.c=$(BUILD)/tests/kvm/%)
 E2E_BINS     := $(E2E_C_SRCS:tests/e2e/%.c=$(BUILD)/tests/e2e/%)
 BENCH_BINS   := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+STATIC_E2E_BINS := $(E2E_C_SRCS:tests/e2e/%.c=$(BUILD)/static/tests/e2e/%)
 
 SHLIB        := $(BUILD)/libember.so.$(VERSION)
 STLIB        := $(BUILD)/libember.a
@@ -49,7 +50,7 @@ all: lib cli tests $(BUILD)/ember.pc
 lib: $(SHLIB) $(STLIB)
 cli: $(BUILD)/ember
 tests: $(UNIT_BINS) $(KVM_BINS) $(E2E_BINS) $(BENCH_BINS)
-static: $(BUILD)/ember-static
+static: $(BUILD)/ember-static $(STATIC_E2E_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -108,7 +109,7 @@ guest:
 check-fast: all
 	tests/run.sh --build $(BUILD) unit kvm
 
-check: all static
+check: all static guest
 	tests/run.sh --build $(BUILD) unit kvm e2e
 
 check-asan:

@@ -20,10 +20,13 @@
  *   build/bench/tiny_boot [-n N] [-w W] [-m MiB] [--ember PATH] [--qemu PATH]
  *                         [--qemu-machine OPTS] [--raw] [--save-guest PATH]
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <poll.h>
+#include <signal.h>
 #include <limits.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -34,6 +37,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -55,7 +59,7 @@ extern char **environ;
 #define QEMU_MACHINE_DEFAULT "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=off,acpi=off"
 
 struct opts {
-	int rounds, warmup;
+	int rounds, warmup, timeout_s;
 	unsigned memory_mib;
 	const char *ember, *qemu, *qemu_machine, *save_guest;
 	bool raw;
@@ -138,9 +142,40 @@ struct child_result {
 	char out[512];     /* stdout (only when asked for) */
 };
 
+/* What each thread of a hung child is doing, for the report (kernel stacks need root). */
+static void describe_hang(pid_t pid)
+{
+	char path[512], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		static const char *const files[] = {"comm", "wchan", "stack"};
+		fprintf(stderr, "tiny_boot:   thread %s:", de->d_name);
+		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+			snprintf(path, sizeof(path), "/proc/%d/task/%s/%s", (int)pid, de->d_name,
+				 files[i]);
+			int fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			ssize_t n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			if (n <= 0)
+				continue;
+			buf[n] = 0;
+			fprintf(stderr, " %s: %s%s", files[i], buf, strchr(buf, '\n') ? "" : "\n");
+		}
+	}
+	closedir(d);
+}
+
 /* Spawns argv with stdin and stderr on /dev/null, stdout captured (want_out) or /dev/null,
- * and waits for it. */
-static void run_child(char *const argv[], bool want_out, struct child_result *r)
+ * and waits for it (at most timeout_s: a child still running then is a bug, reported). */
+static void run_child(char *const argv[], bool want_out, int timeout_s, struct child_result *r)
 {
 	int pipefd[2] = {-1, -1};
 	if (want_out && pipe2(pipefd, O_CLOEXEC) != 0)
@@ -161,9 +196,37 @@ static void run_child(char *const argv[], bool want_out, struct child_result *r)
 	posix_spawn_file_actions_destroy(&fa);
 	if (rc != 0)
 		die("cannot run %s: %s", argv[0], strerror(rc));
+	if (want_out)
+		close(pipefd[1]);
+	/* A pidfd turns "exited or timed out" into one poll, without polling loops. */
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd >= 0) {
+		struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+		int n;
+		do
+			n = poll(&pfd, 1, timeout_s * 1000);
+		while (n < 0 && errno == EINTR);
+		close(pidfd);
+		if (n == 0) {
+			fprintf(stderr, "tiny_boot: %s did not exit within %d s; its threads:\n",
+				argv[0], timeout_s);
+			describe_hang(pid);
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			die("%s hung (killed): run it by hand to investigate", argv[0]);
+		}
+	}
+	int st;
+	struct rusage ru;
+	while (wait4(pid, &st, 0, &ru) < 0)
+		if (errno != EINTR)
+			die("wait4: %s", strerror(errno));
+	r->wall_ms = (double)(now_ns() - t0) / 1e6;
+	r->maxrss_mib = (double)ru.ru_maxrss / 1024.0;
+	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	size_t got = 0;
 	if (want_out) {
-		close(pipefd[1]);
+		/* The child is gone: its output is all in the pipe (one short line). */
 		for (;;) {
 			ssize_t n = read(pipefd[0], r->out + got, sizeof(r->out) - 1 - got);
 			if (n < 0 && errno == EINTR)
@@ -177,14 +240,6 @@ static void run_child(char *const argv[], bool want_out, struct child_result *r)
 		close(pipefd[0]);
 	}
 	r->out[got] = 0;
-	int st;
-	struct rusage ru;
-	while (wait4(pid, &st, 0, &ru) < 0)
-		if (errno != EINTR)
-			die("wait4: %s", strerror(errno));
-	r->wall_ms = (double)(now_ns() - t0) / 1e6;
-	r->maxrss_mib = (double)ru.ru_maxrss / 1024.0;
-	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 /* ------------------------------------------------------------------ in-process (library) */
@@ -361,6 +416,8 @@ static void usage(FILE *f)
 		"      --qemu PATH        QEMU (default: qemu-system-x86_64 in PATH; 'none' skips it)\n"
 		"      --qemu-machine M   QEMU -M value (default %s)\n"
 		"      --raw              print every sample\n"
+		"      --timeout SECS     a child running longer is a hang: reported, benchmark ends\n"
+		"                         (default 60)\n"
 		"      --save-guest PATH  also write the guest ELF to PATH\n",
 		QEMU_MACHINE_DEFAULT);
 }
@@ -375,11 +432,12 @@ static void parse(int argc, char **argv, struct opts *o)
 	    {"qemu", required_argument, NULL, 'Q'},
 	    {"qemu-machine", required_argument, NULL, 'M'},
 	    {"raw", no_argument, NULL, 'r'},
+	    {"timeout", required_argument, NULL, 'T'},
 	    {"save-guest", required_argument, NULL, 'S'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	*o = (struct opts){.rounds = 20, .warmup = 3, .memory_mib = 128,
+	*o = (struct opts){.rounds = 20, .warmup = 3, .timeout_s = 60, .memory_mib = 128,
 			   .qemu_machine = QEMU_MACHINE_DEFAULT};
 	int c;
 	while ((c = getopt_long(argc, argv, "n:w:m:h", lo, NULL)) != -1) {
@@ -405,6 +463,9 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'r':
 			o->raw = true;
 			break;
+		case 'T':
+			o->timeout_s = atoi(optarg);
+			break;
 		case 'S':
 			o->save_guest = optarg;
 			break;
@@ -416,11 +477,19 @@ static void parse(int argc, char **argv, struct opts *o)
 			exit(2);
 		}
 	}
-	if (o->rounds < 1 || o->warmup < 0 || o->memory_mib < EMBER_MIN_MEMORY_MIB)
+	if (o->rounds < 1 || o->warmup < 0 || o->timeout_s < 1 || o->memory_mib < EMBER_MIN_MEMORY_MIB)
 		die("bad -n, -w or -m value");
 }
 
 /* ------------------------------------------------------------------ main */
+
+static void on_alarm(int sig)
+{
+	static const char msg[] = "tiny_boot: an in-process VM did not end in time (hang)\n";
+	ssize_t n = write(2, msg, sizeof(msg) - 1);
+	(void)n;
+	_exit(1);
+}
 
 enum {
 	S_EMBER_WALL,
@@ -522,7 +591,7 @@ int main(int argc, char **argv)
 	struct child_result r;
 	for (int round = 0; round < o.warmup + o.rounds; round++) {
 		bool keep = round >= o.warmup;
-		run_child(ember_argv, false, &r);
+		run_child(ember_argv, false, o.timeout_s, &r);
 		if (r.status != (int)GUEST_EMBER_STATUS)
 			die("ember run exited %d, expected %u: it did not run the guest (try: %s run "
 			    "--allow-software-kvm --kernel %s --rootfs %s -- /x)",
@@ -532,7 +601,7 @@ int main(int argc, char **argv)
 			s[S_EMBER_RSS].v[s[S_EMBER_RSS].n++] = r.maxrss_mib;
 		}
 		if (qemu) {
-			run_child(qemu_argv, false, &r);
+			run_child(qemu_argv, false, o.timeout_s, &r);
 			if (r.status != (int)QEMU_EXPECTED_STATUS)
 				die("QEMU exited %d, expected %u from isa-debug-exit: it did not run "
 				    "the guest",
@@ -542,7 +611,7 @@ int main(int argc, char **argv)
 				s[S_QEMU_RSS].v[s[S_QEMU_RSS].n++] = r.maxrss_mib;
 			}
 		}
-		run_child(lib_argv, true, &r);
+		run_child(lib_argv, true, o.timeout_s, &r);
 		int code;
 		double built, first, end, start_first, res;
 		if (r.status != 0 ||
@@ -560,17 +629,17 @@ int main(int argc, char **argv)
 			s[S_LIB_GUEST_RES].v[s[S_LIB_GUEST_RES].n++] = res;
 		}
 		/* Baselines: the same binaries doing nothing. */
-		run_child(ember_base_argv, false, &r);
+		run_child(ember_base_argv, false, o.timeout_s, &r);
 		if (keep) {
 			s[S_EMBER_BASE_RSS].v[s[S_EMBER_BASE_RSS].n++] = r.maxrss_mib;
 			s[S_EMBER_BASE_WALL].v[s[S_EMBER_BASE_WALL].n++] = r.wall_ms;
 		}
 		if (qemu) {
-			run_child(qemu_base_argv, false, &r);
+			run_child(qemu_base_argv, false, o.timeout_s, &r);
 			if (keep)
 				s[S_QEMU_BASE_RSS].v[s[S_QEMU_BASE_RSS].n++] = r.maxrss_mib;
 		}
-		run_child(lib_base_argv, false, &r);
+		run_child(lib_base_argv, false, o.timeout_s, &r);
 		if (keep)
 			s[S_LIB_BASE_RSS].v[s[S_LIB_BASE_RSS].n++] = r.maxrss_mib;
 		if (keep && o.raw)
@@ -585,9 +654,12 @@ int main(int argc, char **argv)
 
 	/* Warm: the same process builds and runs VM after VM (library code and data paged in). */
 	struct lib_times t;
+	signal(SIGALRM, on_alarm);
 	for (int i = 0; i < o.warmup + o.rounds; i++) {
+		alarm((unsigned)o.timeout_s);
 		if (lib_run_once(guest, o.memory_mib, &t) < 0 || t.exit_code != (int)GUEST_EMBER_STATUS)
 			die("in-process run failed");
+		alarm(0);
 		if (i >= o.warmup) {
 			s[S_WARM_FIRST].v[s[S_WARM_FIRST].n++] = t.to_first_insn_ms;
 			s[S_WARM_END].v[s[S_WARM_END].n++] = t.to_end_ms;

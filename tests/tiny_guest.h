@@ -17,123 +17,123 @@
 #define TINY_LOAD_ADDR 0x200000u
 
 struct tiny_code {
-	uint8_t b[512];
-	size_t n;
+        uint8_t b[512];
+        size_t n;
 };
 
 static inline void tiny_emit(struct tiny_code *c, const void *bytes, size_t n)
 {
-	if (c->n + n <= sizeof(c->b)) {
-		memcpy(c->b + c->n, bytes, n);
-		c->n += n;
-	}
+        if (c->n + n <= sizeof(c->b)) {
+                memcpy(c->b + c->n, bytes, n);
+                c->n += n;
+        }
 }
 static inline void tiny_u32(struct tiny_code *c, uint32_t v)
 {
-	tiny_emit(c, &v, 4);
+        tiny_emit(c, &v, 4);
 }
 /* mov edx, imm32 ; mov eax, imm32 ; out dx, eax */
 static inline void tiny_outl(struct tiny_code *c, uint16_t port, uint32_t val)
 {
-	tiny_emit(c, "\xba", 1);
-	tiny_u32(c, port);
-	tiny_emit(c, "\xb8", 1);
-	tiny_u32(c, val);
-	tiny_emit(c, "\xef", 1);
+        tiny_emit(c, "\xba", 1);
+        tiny_u32(c, port);
+        tiny_emit(c, "\xb8", 1);
+        tiny_u32(c, val);
+        tiny_emit(c, "\xef", 1);
 }
 /* mov edx, imm32 ; mov al, imm8 ; out dx, al */
 static inline void tiny_outb(struct tiny_code *c, uint16_t port, uint8_t val)
 {
-	tiny_emit(c, "\xba", 1);
-	tiny_u32(c, port);
-	tiny_emit(c, "\xb0", 1);
-	tiny_emit(c, &val, 1);
-	tiny_emit(c, "\xee", 1);
+        tiny_emit(c, "\xba", 1);
+        tiny_u32(c, port);
+        tiny_emit(c, "\xb0", 1);
+        tiny_emit(c, &val, 1);
+        tiny_emit(c, "\xee", 1);
 }
 /* Reports `code` through ember's status port, which ends the VM. */
 static inline void tiny_exit(struct tiny_code *c, uint8_t code)
 {
-	tiny_outl(c, EMBER_ABI_PORT, EMBER_ABI_WORD(EMBER_ABI_CMD_EXIT, code));
+        tiny_outl(c, EMBER_ABI_PORT, EMBER_ABI_WORD(EMBER_ABI_CMD_EXIT, code));
 }
 /* mov ecx, n ; 1: out dx, al ; loop 1b  (n port writes of al to dx, with dx/al already set) */
 static inline void tiny_out_loop(struct tiny_code *c, uint16_t port, uint32_t n)
 {
-	tiny_emit(c, "\xba", 1);
-	tiny_u32(c, port);
-	tiny_emit(c, "\xb9", 1);
-	tiny_u32(c, n);
-	tiny_emit(c, "\xee\xe2\xfd", 3);
+        tiny_emit(c, "\xba", 1);
+        tiny_u32(c, port);
+        tiny_emit(c, "\xb9", 1);
+        tiny_u32(c, n);
+        tiny_emit(c, "\xee\xe2\xfd", 3);
 }
 static inline void tiny_spin(struct tiny_code *c)
 {
-	tiny_emit(c, "\xeb\xfe", 2); /* jmp . */
+        tiny_emit(c, "\xeb\xfe", 2); /* jmp . */
 }
 static inline void tiny_hlt(struct tiny_code *c)
 {
-	tiny_emit(c, "\xfa\xf4", 2); /* cli; hlt */
+        tiny_emit(c, "\xfa\xf4", 2); /* cli; hlt */
 }
 
 /* Writes the ELF to a new temp file; returns its path (malloc'd) or NULL. */
 static inline char *tiny_guest_write(const struct tiny_code *c)
 {
-	struct {
-		Elf64_Ehdr eh;
-		Elf64_Phdr ph[2];
-		Elf64_Nhdr nh;
-		char name[4];
-		uint32_t entry;
-	} __attribute__((packed)) f;
-	memset(&f, 0, sizeof(f));
-	memcpy(f.eh.e_ident, ELFMAG, SELFMAG);
-	f.eh.e_ident[EI_CLASS] = ELFCLASS64;
-	f.eh.e_ident[EI_DATA] = ELFDATA2LSB;
-	f.eh.e_ident[EI_VERSION] = EV_CURRENT;
-	f.eh.e_type = ET_EXEC;
-	f.eh.e_machine = EM_X86_64;
-	f.eh.e_version = EV_CURRENT;
-	f.eh.e_entry = TINY_LOAD_ADDR;
-	f.eh.e_phoff = offsetof(__typeof__(f), ph);
-	f.eh.e_ehsize = sizeof(Elf64_Ehdr);
-	f.eh.e_phentsize = sizeof(Elf64_Phdr);
-	f.eh.e_phnum = 2;
-	size_t code_off = 4096;
-	f.ph[0].p_type = PT_LOAD;
-	f.ph[0].p_flags = PF_R | PF_X;
-	f.ph[0].p_offset = code_off;
-	f.ph[0].p_vaddr = f.ph[0].p_paddr = TINY_LOAD_ADDR;
-	f.ph[0].p_filesz = f.ph[0].p_memsz = c->n;
-	f.ph[0].p_align = 4096;
-	f.ph[1].p_type = PT_NOTE;
-	f.ph[1].p_flags = PF_R;
-	f.ph[1].p_offset = offsetof(__typeof__(f), nh);
-	f.ph[1].p_filesz = f.ph[1].p_memsz = sizeof(Elf64_Nhdr) + 4 + 4;
-	f.ph[1].p_align = 4;
-	f.nh.n_namesz = 4;
-	f.nh.n_descsz = 4;
-	f.nh.n_type = 18; /* XEN_ELFNOTE_PHYS32_ENTRY */
-	memcpy(f.name, "Xen", 4);
-	f.entry = TINY_LOAD_ADDR;
+        struct {
+                Elf64_Ehdr eh;
+                Elf64_Phdr ph[2];
+                Elf64_Nhdr nh;
+                char name[4];
+                uint32_t entry;
+        } __attribute__((packed)) f;
+        memset(&f, 0, sizeof(f));
+        memcpy(f.eh.e_ident, ELFMAG, SELFMAG);
+        f.eh.e_ident[EI_CLASS] = ELFCLASS64;
+        f.eh.e_ident[EI_DATA] = ELFDATA2LSB;
+        f.eh.e_ident[EI_VERSION] = EV_CURRENT;
+        f.eh.e_type = ET_EXEC;
+        f.eh.e_machine = EM_X86_64;
+        f.eh.e_version = EV_CURRENT;
+        f.eh.e_entry = TINY_LOAD_ADDR;
+        f.eh.e_phoff = offsetof(__typeof__(f), ph);
+        f.eh.e_ehsize = sizeof(Elf64_Ehdr);
+        f.eh.e_phentsize = sizeof(Elf64_Phdr);
+        f.eh.e_phnum = 2;
+        size_t code_off = 4096;
+        f.ph[0].p_type = PT_LOAD;
+        f.ph[0].p_flags = PF_R | PF_X;
+        f.ph[0].p_offset = code_off;
+        f.ph[0].p_vaddr = f.ph[0].p_paddr = TINY_LOAD_ADDR;
+        f.ph[0].p_filesz = f.ph[0].p_memsz = c->n;
+        f.ph[0].p_align = 4096;
+        f.ph[1].p_type = PT_NOTE;
+        f.ph[1].p_flags = PF_R;
+        f.ph[1].p_offset = offsetof(__typeof__(f), nh);
+        f.ph[1].p_filesz = f.ph[1].p_memsz = sizeof(Elf64_Nhdr) + 4 + 4;
+        f.ph[1].p_align = 4;
+        f.nh.n_namesz = 4;
+        f.nh.n_descsz = 4;
+        f.nh.n_type = 18; /* XEN_ELFNOTE_PHYS32_ENTRY */
+        memcpy(f.name, "Xen", 4);
+        f.entry = TINY_LOAD_ADDR;
 
-	char tmpl[] = "/tmp/ember-tiny-XXXXXX";
-	int fd = mkstemp(tmpl);
-	if (fd < 0)
-		return NULL;
-	uint8_t *img = calloc(1, code_off + c->n);
-	if (!img) {
-		close(fd);
-		unlink(tmpl);
-		return NULL;
-	}
-	memcpy(img, &f, sizeof(f));
-	memcpy(img + code_off, c->b, c->n);
-	ssize_t w = write(fd, img, code_off + c->n);
-	free(img);
-	close(fd);
-	if (w != (ssize_t)(code_off + c->n)) {
-		unlink(tmpl);
-		return NULL;
-	}
-	return strdup(tmpl);
+        char tmpl[] = "/tmp/ember-tiny-XXXXXX";
+        int fd = mkstemp(tmpl);
+        if (fd < 0)
+                return NULL;
+        uint8_t *img = calloc(1, code_off + c->n);
+        if (!img) {
+                close(fd);
+                unlink(tmpl);
+                return NULL;
+        }
+        memcpy(img, &f, sizeof(f));
+        memcpy(img + code_off, c->b, c->n);
+        ssize_t w = write(fd, img, code_off + c->n);
+        free(img);
+        close(fd);
+        if (w != (ssize_t)(code_off + c->n)) {
+                unlink(tmpl);
+                return NULL;
+        }
+        return strdup(tmpl);
 }
 
 #endif

@@ -54,23 +54,24 @@ extern "C" {
 
 /* Named errors, so callers can react without parsing the detail text. */
 enum ember_error {
-	EMBER_OK = 0,
-	EMBER_ERR_VCPUS,          /* vCPU count 0 or above what KVM / the layout allows */
-	EMBER_ERR_MEMORY,         /* memory too small or too large */
-	EMBER_ERR_KERNEL,         /* kernel missing, unreadable or not a bzImage / PVH ELF */
-	EMBER_ERR_INITRAMFS,      /* extra initramfs missing or unreadable */
-	EMBER_ERR_CMDLINE,        /* kernel command line too long or invalid */
-	EMBER_ERR_ROOTFS,         /* root directory missing, unreadable or not packable */
-	EMBER_ERR_EXEC,           /* no command, or a path/arg that cannot be passed */
-	EMBER_ERR_ENV,            /* environment entry that cannot be passed */
-	EMBER_ERR_WORKDIR,        /* workdir not absolute or invalid */
-	EMBER_ERR_RLIMIT,         /* unknown resource or soft > hard */
-	EMBER_ERR_CONSOLE,        /* console output file or fds unusable */
-	EMBER_ERR_KVM,            /* /dev/kvm missing, unusable, or an ioctl failed */
-	EMBER_ERR_NO_GUEST_SUPPORT, /* this host's KVM cannot run Linux guests (software hypervisor) */
-	EMBER_ERR_RESOURCE,       /* out of memory, threads or file descriptors */
-	EMBER_ERR_STATE,          /* call not valid in the object's current state */
-	EMBER_ERR_INVALID,        /* any other invalid argument */
+        EMBER_OK = 0,
+        EMBER_ERR_VCPUS,            /* vCPU count 0 or above what KVM / the layout allows */
+        EMBER_ERR_MEMORY,           /* memory too small or too large */
+        EMBER_ERR_KERNEL,           /* kernel missing, unreadable or not a bzImage / PVH ELF */
+        EMBER_ERR_INITRAMFS,        /* extra initramfs missing or unreadable */
+        EMBER_ERR_CMDLINE,          /* kernel command line too long or invalid */
+        EMBER_ERR_ROOTFS,           /* root directory missing, unreadable or not packable */
+        EMBER_ERR_EXEC,             /* no command, or a path/arg that cannot be passed */
+        EMBER_ERR_ENV,              /* environment entry that cannot be passed */
+        EMBER_ERR_WORKDIR,          /* workdir not absolute or invalid */
+        EMBER_ERR_RLIMIT,           /* unknown resource or soft > hard */
+        EMBER_ERR_CONSOLE,          /* console output file or fds unusable */
+        EMBER_ERR_KVM,              /* /dev/kvm missing, unusable, or an ioctl failed */
+        EMBER_ERR_NO_GUEST_SUPPORT, /* this host's KVM cannot run Linux guests (software hypervisor)
+                                     */
+        EMBER_ERR_RESOURCE,         /* out of memory, threads or file descriptors */
+        EMBER_ERR_STATE,            /* call not valid in the object's current state */
+        EMBER_ERR_INVALID,          /* any other invalid argument */
 };
 
 /* Stable name of an error ("EMBER_ERR_KERNEL"), never NULL. */
@@ -82,7 +83,8 @@ struct ember_builder;
 struct ember_vm;
 
 /* Allocates a builder with defaults: 1 vCPU, 512 MiB, caller's stdin/stdout/stderr, no
- * kernel (required), the default root (none: the initramfs holds only ember-init). NULL on ENOMEM. */
+ * kernel (required), the default root (none: the initramfs holds only ember-init). NULL on ENOMEM.
+ */
 EMBER_API struct ember_builder *ember_builder_new(void);
 EMBER_API void ember_builder_free(struct ember_builder *b);
 
@@ -108,7 +110,8 @@ EMBER_API int ember_builder_kernel_initramfs(struct ember_builder *b, const char
  * configuration) to `path` at build time, for debugging and for running the same guest under
  * another VMM. Created or truncated; a failure fails the build with EMBER_ERR_INITRAMFS. */
 EMBER_API int ember_builder_kernel_save_initramfs(struct ember_builder *b, const char *path);
-/* Kernel log (serial console, ttyS0) to this file; "-" means the caller's stderr. Off by default. */
+/* Kernel log (serial console, ttyS0) to this file; "-" means the caller's stderr. Off by default.
+ */
 EMBER_API int ember_builder_kernel_log(struct ember_builder *b, const char *path);
 
 /* fs root: a host directory that becomes the guest's "/". In this version it is packed into
@@ -118,7 +121,7 @@ EMBER_API int ember_builder_fs_root(struct ember_builder *b, const char *dir);
 /* exec: the program (looked up in the guest's PATH when it has no '/') and its argv.
  * argv is NULL-terminated and includes argv[0]; NULL means { path, NULL }. */
 EMBER_API int ember_builder_exec(struct ember_builder *b, const char *path,
-				 const char *const *argv);
+                                 const char *const *argv);
 /* Adds or replaces one environment variable of the workload. */
 EMBER_API int ember_builder_exec_env(struct ember_builder *b, const char *key, const char *value);
 /* Adds "KEY=VALUE". */
@@ -126,16 +129,18 @@ EMBER_API int ember_builder_exec_env_str(struct ember_builder *b, const char *kv
 EMBER_API int ember_builder_exec_workdir(struct ember_builder *b, const char *dir);
 /* resource: "nofile", "nproc", "core", "stack", ... or "RLIMIT_NOFILE"; RLIM_INFINITY allowed. */
 EMBER_API int ember_builder_exec_rlimit(struct ember_builder *b, const char *resource,
-					uint64_t soft, uint64_t hard);
+                                        uint64_t soft, uint64_t hard);
 EMBER_API int ember_builder_exec_user(struct ember_builder *b, uint32_t uid, uint32_t gid);
 EMBER_API int ember_builder_exec_hostname(struct ember_builder *b, const char *hostname);
 /* Run the workload as the guest's PID 1 (no init parent: no reaping, no signal forwarding). */
 EMBER_API int ember_builder_exec_as_pid1(struct ember_builder *b, int enable);
 
-/* console: the workload's stdin/stdout/stderr. Defaults: the caller's fds 0, 1, 2 (borrowed,
- * never closed). -1 for in_fd gives the workload an immediately-closed stdin. */
-EMBER_API int ember_builder_console_fds(struct ember_builder *b, int in_fd, int out_fd,
-					int err_fd);
+/* console: the workload's stdin/stdout/stderr. Defaults: the caller's fds 0, 1, 2. ember
+ * duplicates them when the VM is built and closes its duplicates when the VM is torn down, so
+ * the caller may close its own at any time after ember_builder_build (a pipe's reader sees EOF
+ * once both are closed). -1 for in_fd gives the workload an empty stdin (EOF at once); -1 for
+ * out_fd / err_fd discards that stream. */
+EMBER_API int ember_builder_console_fds(struct ember_builder *b, int in_fd, int out_fd, int err_fd);
 /* Send the workload's stdout and stderr to a file (created or truncated); stdin is empty. */
 EMBER_API int ember_builder_console_output(struct ember_builder *b, const char *path);
 
@@ -154,7 +159,7 @@ EMBER_API int ember_builder_build(struct ember_builder *b, struct ember_vm **out
 /* Copyable handle that stops the VM. It owns a duplicate of the VM's exit eventfd, so it stays
  * valid after the VM is gone (triggering then does nothing). */
 struct ember_exit_handle {
-	int fd;
+        int fd;
 };
 /* Creates a handle; release it (once, whichever copy) with ember_exit_handle_release. */
 EMBER_API int ember_vm_exit_handle(struct ember_vm *vm, struct ember_exit_handle *out);
@@ -170,21 +175,21 @@ EMBER_API atomic_int *ember_vm_exit_code(struct ember_vm *vm);
  * and after it ended (then it reports the final values). */
 struct ember_metrics;
 struct ember_metrics_sample {
-	uint64_t uptime_ns;          /* since ember_vm_start; frozen when the VM ends */
-	uint64_t vcpu_time_ns;       /* CPU time of all vCPU threads */
-	uint64_t exits_total;        /* KVM exits handled in user space */
-	uint64_t exits_io;           /* port I/O */
-	uint64_t exits_mmio;
-	uint64_t exits_hlt;
-	uint64_t exits_other;
-	uint64_t memory_bytes;       /* guest RAM size */
-	uint64_t host_resident_bytes; /* guest RAM resident on the host (mincore); 0 once ended */
-	int running;                 /* 1 while vCPUs run */
-	/* Boot markers, CLOCK_MONOTONIC ns (0 until seen): ember_vm_start, ember-init reached
-	 * (the guest's first report), and the workload about to be exec'd. */
-	uint64_t start_mono_ns;
-	uint64_t init_mono_ns;
-	uint64_t exec_mono_ns;
+        uint64_t uptime_ns;    /* since ember_vm_start; frozen when the VM ends */
+        uint64_t vcpu_time_ns; /* CPU time of all vCPU threads */
+        uint64_t exits_total;  /* KVM exits handled in user space */
+        uint64_t exits_io;     /* port I/O */
+        uint64_t exits_mmio;
+        uint64_t exits_hlt;
+        uint64_t exits_other;
+        uint64_t memory_bytes;        /* guest RAM size */
+        uint64_t host_resident_bytes; /* guest RAM resident on the host (mincore); 0 once ended */
+        int running;                  /* 1 while vCPUs run */
+        /* Boot markers, CLOCK_MONOTONIC ns (0 until seen): ember_vm_start, ember-init reached
+         * (the guest's first report), and the workload about to be exec'd. */
+        uint64_t start_mono_ns;
+        uint64_t init_mono_ns;
+        uint64_t exec_mono_ns;
 };
 EMBER_API struct ember_metrics *ember_vm_metrics(struct ember_vm *vm);
 EMBER_API int ember_metrics_sample(struct ember_metrics *m, struct ember_metrics_sample *out);

@@ -17,8 +17,8 @@
 #define EMBER_ABI_PORT_LEN   4u
 #define EMBER_ABI_PORT_MAGIC 0x454d4252u /* "EMBR" */
 
-#define EMBER_ABI_CMD_SHIFT  24
-#define EMBER_ABI_ARG_MASK   0x00ffffffu
+#define EMBER_ABI_CMD_SHIFT 24
+#define EMBER_ABI_ARG_MASK  0x00ffffffu
 /* init started; argument: EMBER_ABI_VERSION. */
 #define EMBER_ABI_CMD_INIT_REACHED 0x01u
 /* the workload is about to be exec'd (boot-time marker); argument 0. */
@@ -26,7 +26,8 @@
 /* the workload ended; argument: exit status 0..255 (128+N for signal N). Ends the VM at once. */
 #define EMBER_ABI_CMD_EXIT 0x03u
 
-#define EMBER_ABI_WORD(cmd, arg) (((uint32_t)(cmd) << EMBER_ABI_CMD_SHIFT) | ((arg)&EMBER_ABI_ARG_MASK))
+#define EMBER_ABI_WORD(cmd, arg)                                                                   \
+        (((uint32_t)(cmd) << EMBER_ABI_CMD_SHIFT) | ((arg)&EMBER_ABI_ARG_MASK))
 
 /* Exit statuses that ember-init itself reports (as a shell would). */
 #define EMBER_EXIT_SETUP_FAILED   125 /* init could not set up the workload's environment */
@@ -46,21 +47,21 @@
  *   header: char magic[8] = EMBER_ABI_CFG_MAGIC; u32 version; u32 total_len (header included)
  *   record: u16 type; u16 reserved (0); u32 len; u8 value[len]
  * Strings are not NUL-terminated and must not contain NUL. Unknown record types are an error. */
-#define EMBER_ABI_CFG_MAGIC     "EMBERCFG"
-#define EMBER_ABI_CFG_HDR_LEN   16u
-#define EMBER_ABI_CFG_REC_LEN   8u
-#define EMBER_ABI_CFG_MAX_LEN   (16u << 20)
+#define EMBER_ABI_CFG_MAGIC   "EMBERCFG"
+#define EMBER_ABI_CFG_HDR_LEN 16u
+#define EMBER_ABI_CFG_REC_LEN 8u
+#define EMBER_ABI_CFG_MAX_LEN (16u << 20)
 
 enum ember_abi_cfg_type {
-	EMBER_CFG_EXEC_PATH = 1, /* string: program to run (looked up in PATH if no '/') */
-	EMBER_CFG_ARG = 2,       /* string, repeated, in order: argv[0..] */
-	EMBER_CFG_ENV = 3,       /* string "KEY=VALUE", repeated */
-	EMBER_CFG_WORKDIR = 4,   /* string: absolute path */
-	EMBER_CFG_UID = 5,       /* u32 */
-	EMBER_CFG_GID = 6,       /* u32 */
-	EMBER_CFG_RLIMIT = 7,    /* u32 resource (Linux RLIMIT_* number); u64 soft; u64 hard */
-	EMBER_CFG_HOSTNAME = 8,  /* string */
-	EMBER_CFG_FLAGS = 9,     /* u32, EMBER_CFG_FLAG_* */
+        EMBER_CFG_EXEC_PATH = 1, /* string: program to run (looked up in PATH if no '/') */
+        EMBER_CFG_ARG = 2,       /* string, repeated, in order: argv[0..] */
+        EMBER_CFG_ENV = 3,       /* string "KEY=VALUE", repeated */
+        EMBER_CFG_WORKDIR = 4,   /* string: absolute path */
+        EMBER_CFG_UID = 5,       /* u32 */
+        EMBER_CFG_GID = 6,       /* u32 */
+        EMBER_CFG_RLIMIT = 7,    /* u32 resource (Linux RLIMIT_* number); u64 soft; u64 hard */
+        EMBER_CFG_HOSTNAME = 8,  /* string */
+        EMBER_CFG_FLAGS = 9,     /* u32, EMBER_CFG_FLAG_* */
 };
 
 #define EMBER_CFG_FLAG_PID1 0x1u /* exec the workload as PID 1 instead of a child of init */

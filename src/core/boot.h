@@ -16,34 +16,34 @@
 /* Everything derived from the configuration before any KVM or guest-memory work, so that
  * mistakes in user input are reported first and without /dev/kvm. */
 struct boot_image {
-	uint8_t *kernel;
-	size_t kernel_len;
-	struct x86_kernel_info ki;
-	struct initramfs initramfs;
-	struct cmdline cmdline;
+        uint8_t *kernel;
+        size_t kernel_len;
+        struct x86_kernel_info ki;
+        struct initramfs initramfs;
+        struct cmdline cmdline;
 };
 
 struct boot_result {
-	struct x86_boot_entry entry;
-	struct kvm_cpuid_entry2 cpuid[EMBER_KVM_MAX_CPUID_ENTRIES];
-	uint32_t ncpuid;
-	size_t initramfs_bytes;
+        struct x86_boot_entry entry;
+        struct kvm_cpuid_entry2 cpuid[EMBER_KVM_MAX_CPUID_ENTRIES];
+        uint32_t ncpuid;
+        size_t initramfs_bytes;
 };
 
 /* Reads and checks the kernel, packs the initramfs and builds the command line.
  * `devices_cmdline` holds the virtio_mmio.device= words. */
 int boot_prepare(const struct ember_config *cfg, const char *devices_cmdline,
-		 struct boot_image *img, enum ember_error *code, char *err, size_t errlen);
+                 struct boot_image *img, enum ember_error *code, char *err, size_t errlen);
 void boot_image_free(struct boot_image *img);
 /* Writes kernel, initramfs and boot structures into guest memory. */
 int boot_place(struct gmem *m, const struct boot_image *img, unsigned nvcpus,
-	       struct boot_result *out, enum ember_error *code, char *err, size_t errlen);
+               struct boot_result *out, enum ember_error *code, char *err, size_t errlen);
 
 /* Reads KVM's supported CPUID once per VM. */
 int boot_read_cpuid(struct ember_kvm *kvm, struct boot_result *boot, char *err, size_t errlen);
 
 /* CPUID, MSRs, LAPIC, FPU for every vCPU; registers and segments for vCPU 0. */
 int boot_setup_vcpu(struct ember_kvm_vcpu *vcpu, unsigned index, unsigned nvcpus,
-		    const struct boot_result *boot, char *err, size_t errlen);
+                    const struct boot_result *boot, char *err, size_t errlen);
 
 #endif

@@ -11,9 +11,9 @@
 #include "core/vm_internal.h"
 
 struct ember_builder {
-	struct ember_config cfg;
-	enum ember_error err_code;
-	char err[EMBER_ERR_LEN];
+        struct ember_config cfg;
+        enum ember_error err_code;
+        char err[EMBER_ERR_LEN];
 };
 
 static const char *const error_names[] = {
@@ -38,416 +38,417 @@ static const char *const error_names[] = {
 
 EMBER_API const char *ember_error_name(enum ember_error err)
 {
-	if ((unsigned)err < sizeof(error_names) / sizeof(error_names[0]) && error_names[err])
-		return error_names[err];
-	return "EMBER_ERR_UNKNOWN";
+        if ((unsigned)err < sizeof(error_names) / sizeof(error_names[0]) && error_names[err])
+                return error_names[err];
+        return "EMBER_ERR_UNKNOWN";
 }
 
 EMBER_API const char *ember_version(void)
 {
-	return EMBER_VERSION;
+        return EMBER_VERSION;
 }
 
 int ember_errf(char *buf, size_t len, int err, const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-	return err > 0 ? -err : err;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, len, fmt, ap);
+        va_end(ap);
+        return err > 0 ? -err : err;
 }
 
 /* Records a failure on the builder; returns -err. */
-__attribute__((format(printf, 4, 5))) static int fail(struct ember_builder *b, enum ember_error code,
-						      int err, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static int
+fail(struct ember_builder *b, enum ember_error code, int err, const char *fmt, ...)
 {
-	va_list ap;
-	b->err_code = code;
-	va_start(ap, fmt);
-	vsnprintf(b->err, sizeof(b->err), fmt, ap);
-	va_end(ap);
-	return -err;
+        va_list ap;
+        b->err_code = code;
+        va_start(ap, fmt);
+        vsnprintf(b->err, sizeof(b->err), fmt, ap);
+        va_end(ap);
+        return -err;
 }
 
 static int set_str(struct ember_builder *b, char **slot, const char *val, enum ember_error code,
-		   const char *what)
+                   const char *what)
 {
-	if (!val)
-		return fail(b, code, EINVAL, "%s: NULL is not a valid value", what);
-	char *dup = strdup(val);
-	if (!dup)
-		return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "%s: out of memory", what);
-	free(*slot);
-	*slot = dup;
-	return 0;
+        if (!val)
+                return fail(b, code, EINVAL, "%s: NULL is not a valid value", what);
+        char *dup = strdup(val);
+        if (!dup)
+                return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "%s: out of memory", what);
+        free(*slot);
+        *slot = dup;
+        return 0;
 }
 
 EMBER_API struct ember_builder *ember_builder_new(void)
 {
-	struct ember_builder *b = calloc(1, sizeof(*b));
-	if (!b)
-		return NULL;
-	b->cfg.vcpus = EMBER_DEFAULT_VCPUS;
-	b->cfg.memory_mib = EMBER_DEFAULT_MEMORY_MIB;
-	b->cfg.in_fd = 0;
-	b->cfg.out_fd = 1;
-	b->cfg.err_fd = 2;
-	return b;
+        struct ember_builder *b = calloc(1, sizeof(*b));
+        if (!b)
+                return NULL;
+        b->cfg.vcpus = EMBER_DEFAULT_VCPUS;
+        b->cfg.memory_mib = EMBER_DEFAULT_MEMORY_MIB;
+        b->cfg.in_fd = 0;
+        b->cfg.out_fd = 1;
+        b->cfg.err_fd = 2;
+        return b;
 }
 
 static void free_strv(char **v)
 {
-	if (!v)
-		return;
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
+        if (!v)
+                return;
+        for (char **p = v; *p; p++)
+                free(*p);
+        free(v);
 }
 
 EMBER_API void ember_builder_free(struct ember_builder *b)
 {
-	if (!b)
-		return;
-	struct ember_config *c = &b->cfg;
-	free(c->kernel_path);
-	free(c->cmdline_extra);
-	free(c->initramfs_path);
-	free(c->save_initramfs_path);
-	free(c->kernel_log_path);
-	free(c->rootfs);
-	free(c->exec_path);
-	free_strv(c->argv);
-	free_strv(c->env);
-	free(c->workdir);
-	free(c->hostname);
-	free(c->console_output);
-	free(b);
+        if (!b)
+                return;
+        struct ember_config *c = &b->cfg;
+        free(c->kernel_path);
+        free(c->cmdline_extra);
+        free(c->initramfs_path);
+        free(c->save_initramfs_path);
+        free(c->kernel_log_path);
+        free(c->rootfs);
+        free(c->exec_path);
+        free_strv(c->argv);
+        free_strv(c->env);
+        free(c->workdir);
+        free(c->hostname);
+        free(c->console_output);
+        free(b);
 }
 
 EMBER_API enum ember_error ember_builder_error_code(const struct ember_builder *b)
 {
-	return b ? b->err_code : EMBER_ERR_INVALID;
+        return b ? b->err_code : EMBER_ERR_INVALID;
 }
 
 EMBER_API const char *ember_builder_error(const struct ember_builder *b)
 {
-	return b ? b->err : "no builder";
+        return b ? b->err : "no builder";
 }
 
 EMBER_API int ember_builder_machine(struct ember_builder *b, unsigned vcpus, size_t memory_mib)
 {
-	if (!b)
-		return -EINVAL;
-	b->cfg.vcpus = vcpus;
-	b->cfg.memory_mib = memory_mib;
-	return 0;
+        if (!b)
+                return -EINVAL;
+        b->cfg.vcpus = vcpus;
+        b->cfg.memory_mib = memory_mib;
+        return 0;
 }
 
 EMBER_API int ember_builder_machine_allow_software_kvm(struct ember_builder *b, int allow)
 {
-	if (!b)
-		return -EINVAL;
-	b->cfg.allow_software_kvm = allow != 0;
-	return 0;
+        if (!b)
+                return -EINVAL;
+        b->cfg.allow_software_kvm = allow != 0;
+        return 0;
 }
 
 EMBER_API int ember_builder_kernel(struct ember_builder *b, const char *path)
 {
-	return b ? set_str(b, &b->cfg.kernel_path, path, EMBER_ERR_KERNEL, "kernel path") : -EINVAL;
+        return b ? set_str(b, &b->cfg.kernel_path, path, EMBER_ERR_KERNEL, "kernel path") : -EINVAL;
 }
 
 EMBER_API int ember_builder_kernel_cmdline(struct ember_builder *b, const char *extra)
 {
-	if (!b)
-		return -EINVAL;
-	if (!extra)
-		return fail(b, EMBER_ERR_CMDLINE, EINVAL, "kernel command line: NULL");
-	if (strpbrk(extra, "\n\r"))
-		return fail(b, EMBER_ERR_CMDLINE, EINVAL,
-			    "kernel command line must not contain a newline");
-	size_t old = b->cfg.cmdline_extra ? strlen(b->cfg.cmdline_extra) : 0;
-	char *n = realloc(b->cfg.cmdline_extra, old + strlen(extra) + 2);
-	if (!n)
-		return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "kernel command line: out of memory");
-	if (old)
-		n[old++] = ' ';
-	strcpy(n + old, extra);
-	b->cfg.cmdline_extra = n;
-	return 0;
+        if (!b)
+                return -EINVAL;
+        if (!extra)
+                return fail(b, EMBER_ERR_CMDLINE, EINVAL, "kernel command line: NULL");
+        if (strpbrk(extra, "\n\r"))
+                return fail(b, EMBER_ERR_CMDLINE, EINVAL,
+                            "kernel command line must not contain a newline");
+        size_t old = b->cfg.cmdline_extra ? strlen(b->cfg.cmdline_extra) : 0;
+        char *n = realloc(b->cfg.cmdline_extra, old + strlen(extra) + 2);
+        if (!n)
+                return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "kernel command line: out of memory");
+        if (old)
+                n[old++] = ' ';
+        strcpy(n + old, extra);
+        b->cfg.cmdline_extra = n;
+        return 0;
 }
 
 EMBER_API int ember_builder_kernel_initramfs(struct ember_builder *b, const char *path)
 {
-	return b ? set_str(b, &b->cfg.initramfs_path, path, EMBER_ERR_INITRAMFS, "initramfs path")
-		 : -EINVAL;
+        return b ? set_str(b, &b->cfg.initramfs_path, path, EMBER_ERR_INITRAMFS, "initramfs path")
+                 : -EINVAL;
 }
 
 EMBER_API int ember_builder_kernel_save_initramfs(struct ember_builder *b, const char *path)
 {
-	return b ? set_str(b, &b->cfg.save_initramfs_path, path, EMBER_ERR_INITRAMFS,
-			   "save initramfs path")
-		 : -EINVAL;
+        return b ? set_str(b, &b->cfg.save_initramfs_path, path, EMBER_ERR_INITRAMFS,
+                           "save initramfs path")
+                 : -EINVAL;
 }
 
 EMBER_API int ember_builder_kernel_log(struct ember_builder *b, const char *path)
 {
-	return b ? set_str(b, &b->cfg.kernel_log_path, path, EMBER_ERR_CONSOLE, "kernel log path")
-		 : -EINVAL;
+        return b ? set_str(b, &b->cfg.kernel_log_path, path, EMBER_ERR_CONSOLE, "kernel log path")
+                 : -EINVAL;
 }
 
 EMBER_API int ember_builder_fs_root(struct ember_builder *b, const char *dir)
 {
-	return b ? set_str(b, &b->cfg.rootfs, dir, EMBER_ERR_ROOTFS, "root directory") : -EINVAL;
+        return b ? set_str(b, &b->cfg.rootfs, dir, EMBER_ERR_ROOTFS, "root directory") : -EINVAL;
 }
 
 static char **dup_strv(const char *const *v, size_t *count)
 {
-	size_t n = 0;
-	while (v[n])
-		n++;
-	char **out = calloc(n + 1, sizeof(*out));
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		out[i] = strdup(v[i]);
-		if (!out[i]) {
-			free_strv(out);
-			return NULL;
-		}
-	}
-	*count = n;
-	return out;
+        size_t n = 0;
+        while (v[n])
+                n++;
+        char **out = calloc(n + 1, sizeof(*out));
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                out[i] = strdup(v[i]);
+                if (!out[i]) {
+                        free_strv(out);
+                        return NULL;
+                }
+        }
+        *count = n;
+        return out;
 }
 
 EMBER_API int ember_builder_exec(struct ember_builder *b, const char *path, const char *const *argv)
 {
-	if (!b)
-		return -EINVAL;
-	if (!path || !*path)
-		return fail(b, EMBER_ERR_EXEC, EINVAL, "no command given");
-	const char *def[] = {path, NULL};
-	size_t argc;
-	char **v = dup_strv(argv ? argv : def, &argc);
-	if (!v)
-		return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "exec: out of memory");
-	int rc = set_str(b, &b->cfg.exec_path, path, EMBER_ERR_EXEC, "exec path");
-	if (rc) {
-		free_strv(v);
-		return rc;
-	}
-	free_strv(b->cfg.argv);
-	b->cfg.argv = v;
-	b->cfg.argc = argc;
-	return 0;
+        if (!b)
+                return -EINVAL;
+        if (!path || !*path)
+                return fail(b, EMBER_ERR_EXEC, EINVAL, "no command given");
+        const char *def[] = {path, NULL};
+        size_t argc;
+        char **v = dup_strv(argv ? argv : def, &argc);
+        if (!v)
+                return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "exec: out of memory");
+        int rc = set_str(b, &b->cfg.exec_path, path, EMBER_ERR_EXEC, "exec path");
+        if (rc) {
+                free_strv(v);
+                return rc;
+        }
+        free_strv(b->cfg.argv);
+        b->cfg.argv = v;
+        b->cfg.argc = argc;
+        return 0;
 }
 
 static int env_key_valid(const char *k, size_t len)
 {
-	if (len == 0)
-		return 0;
-	for (size_t i = 0; i < len; i++)
-		if (k[i] == '=')
-			return 0;
-	return 1;
+        if (len == 0)
+                return 0;
+        for (size_t i = 0; i < len; i++)
+                if (k[i] == '=')
+                        return 0;
+        return 1;
 }
 
 EMBER_API int ember_builder_exec_env_str(struct ember_builder *b, const char *kv)
 {
-	if (!b)
-		return -EINVAL;
-	if (!kv)
-		return fail(b, EMBER_ERR_ENV, EINVAL, "environment entry: NULL");
-	const char *eq = strchr(kv, '=');
-	if (!eq)
-		return fail(b, EMBER_ERR_ENV, EINVAL,
-			    "environment entry '%s' has no '=' (expected KEY=VALUE)", kv);
-	size_t klen = (size_t)(eq - kv);
-	if (!env_key_valid(kv, klen))
-		return fail(b, EMBER_ERR_ENV, EINVAL, "environment entry '%s' has an empty name", kv);
-	char *dup = strdup(kv);
-	if (!dup)
-		return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "environment: out of memory");
-	struct ember_config *c = &b->cfg;
-	for (size_t i = 0; i < c->envc; i++) {
-		if (strncmp(c->env[i], kv, klen + 1) == 0) {
-			free(c->env[i]);
-			c->env[i] = dup;
-			return 0;
-		}
-	}
-	char **n = realloc(c->env, (c->envc + 2) * sizeof(*n));
-	if (!n) {
-		free(dup);
-		return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "environment: out of memory");
-	}
-	n[c->envc++] = dup;
-	n[c->envc] = NULL;
-	c->env = n;
-	return 0;
+        if (!b)
+                return -EINVAL;
+        if (!kv)
+                return fail(b, EMBER_ERR_ENV, EINVAL, "environment entry: NULL");
+        const char *eq = strchr(kv, '=');
+        if (!eq)
+                return fail(b, EMBER_ERR_ENV, EINVAL,
+                            "environment entry '%s' has no '=' (expected KEY=VALUE)", kv);
+        size_t klen = (size_t)(eq - kv);
+        if (!env_key_valid(kv, klen))
+                return fail(b, EMBER_ERR_ENV, EINVAL, "environment entry '%s' has an empty name",
+                            kv);
+        char *dup = strdup(kv);
+        if (!dup)
+                return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "environment: out of memory");
+        struct ember_config *c = &b->cfg;
+        for (size_t i = 0; i < c->envc; i++) {
+                if (strncmp(c->env[i], kv, klen + 1) == 0) {
+                        free(c->env[i]);
+                        c->env[i] = dup;
+                        return 0;
+                }
+        }
+        char **n = realloc(c->env, (c->envc + 2) * sizeof(*n));
+        if (!n) {
+                free(dup);
+                return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "environment: out of memory");
+        }
+        n[c->envc++] = dup;
+        n[c->envc] = NULL;
+        c->env = n;
+        return 0;
 }
 
 EMBER_API int ember_builder_exec_env(struct ember_builder *b, const char *key, const char *value)
 {
-	if (!b)
-		return -EINVAL;
-	if (!key || !value)
-		return fail(b, EMBER_ERR_ENV, EINVAL, "environment: NULL key or value");
-	if (!env_key_valid(key, strlen(key)))
-		return fail(b, EMBER_ERR_ENV, EINVAL,
-			    "environment name '%s' is empty or contains '='", key);
-	size_t len = strlen(key) + strlen(value) + 2;
-	char *kv = malloc(len);
-	if (!kv)
-		return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "environment: out of memory");
-	snprintf(kv, len, "%s=%s", key, value);
-	int rc = ember_builder_exec_env_str(b, kv);
-	free(kv);
-	return rc;
+        if (!b)
+                return -EINVAL;
+        if (!key || !value)
+                return fail(b, EMBER_ERR_ENV, EINVAL, "environment: NULL key or value");
+        if (!env_key_valid(key, strlen(key)))
+                return fail(b, EMBER_ERR_ENV, EINVAL,
+                            "environment name '%s' is empty or contains '='", key);
+        size_t len = strlen(key) + strlen(value) + 2;
+        char *kv = malloc(len);
+        if (!kv)
+                return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "environment: out of memory");
+        snprintf(kv, len, "%s=%s", key, value);
+        int rc = ember_builder_exec_env_str(b, kv);
+        free(kv);
+        return rc;
 }
 
 EMBER_API int ember_builder_exec_workdir(struct ember_builder *b, const char *dir)
 {
-	if (!b)
-		return -EINVAL;
-	if (!dir || dir[0] != '/')
-		return fail(b, EMBER_ERR_WORKDIR, EINVAL,
-			    "workdir '%s' is not an absolute path", dir ? dir : "(null)");
-	return set_str(b, &b->cfg.workdir, dir, EMBER_ERR_WORKDIR, "workdir");
+        if (!b)
+                return -EINVAL;
+        if (!dir || dir[0] != '/')
+                return fail(b, EMBER_ERR_WORKDIR, EINVAL, "workdir '%s' is not an absolute path",
+                            dir ? dir : "(null)");
+        return set_str(b, &b->cfg.workdir, dir, EMBER_ERR_WORKDIR, "workdir");
 }
 
 EMBER_API int ember_builder_exec_rlimit(struct ember_builder *b, const char *resource,
-					uint64_t soft, uint64_t hard)
+                                        uint64_t soft, uint64_t hard)
 {
-	if (!b)
-		return -EINVAL;
-	uint32_t res;
-	if (!resource || guest_config_rlimit_from_name(resource, &res) != 0)
-		return fail(b, EMBER_ERR_RLIMIT, EINVAL, "unknown rlimit resource '%s'",
-			    resource ? resource : "(null)");
-	if (soft > hard)
-		return fail(b, EMBER_ERR_RLIMIT, EINVAL,
-			    "rlimit %s: soft limit %llu is above hard limit %llu", resource,
-			    (unsigned long long)soft, (unsigned long long)hard);
-	struct ember_config *c = &b->cfg;
-	size_t i = 0;
-	while (i < c->nrlimits && c->rlimit[i].resource != res)
-		i++;
-	if (i == EMBER_MAX_RLIMITS)
-		return fail(b, EMBER_ERR_RLIMIT, ENOSPC, "too many rlimits (at most %d)",
-			    EMBER_MAX_RLIMITS);
-	c->rlimit[i] = (struct ember_rlimit_cfg){res, soft, hard};
-	if (i == c->nrlimits)
-		c->nrlimits++;
-	return 0;
+        if (!b)
+                return -EINVAL;
+        uint32_t res;
+        if (!resource || guest_config_rlimit_from_name(resource, &res) != 0)
+                return fail(b, EMBER_ERR_RLIMIT, EINVAL, "unknown rlimit resource '%s'",
+                            resource ? resource : "(null)");
+        if (soft > hard)
+                return fail(b, EMBER_ERR_RLIMIT, EINVAL,
+                            "rlimit %s: soft limit %llu is above hard limit %llu", resource,
+                            (unsigned long long)soft, (unsigned long long)hard);
+        struct ember_config *c = &b->cfg;
+        size_t i = 0;
+        while (i < c->nrlimits && c->rlimit[i].resource != res)
+                i++;
+        if (i == EMBER_MAX_RLIMITS)
+                return fail(b, EMBER_ERR_RLIMIT, ENOSPC, "too many rlimits (at most %d)",
+                            EMBER_MAX_RLIMITS);
+        c->rlimit[i] = (struct ember_rlimit_cfg){res, soft, hard};
+        if (i == c->nrlimits)
+                c->nrlimits++;
+        return 0;
 }
 
 EMBER_API int ember_builder_exec_user(struct ember_builder *b, uint32_t uid, uint32_t gid)
 {
-	if (!b)
-		return -EINVAL;
-	b->cfg.has_user = true;
-	b->cfg.uid = uid;
-	b->cfg.gid = gid;
-	return 0;
+        if (!b)
+                return -EINVAL;
+        b->cfg.has_user = true;
+        b->cfg.uid = uid;
+        b->cfg.gid = gid;
+        return 0;
 }
 
 EMBER_API int ember_builder_exec_hostname(struct ember_builder *b, const char *hostname)
 {
-	if (!b)
-		return -EINVAL;
-	if (!hostname || !*hostname || strlen(hostname) > 64)
-		return fail(b, EMBER_ERR_INVALID, EINVAL, "hostname must be 1 to 64 characters");
-	return set_str(b, &b->cfg.hostname, hostname, EMBER_ERR_INVALID, "hostname");
+        if (!b)
+                return -EINVAL;
+        if (!hostname || !*hostname || strlen(hostname) > 64)
+                return fail(b, EMBER_ERR_INVALID, EINVAL, "hostname must be 1 to 64 characters");
+        return set_str(b, &b->cfg.hostname, hostname, EMBER_ERR_INVALID, "hostname");
 }
 
 EMBER_API int ember_builder_exec_as_pid1(struct ember_builder *b, int enable)
 {
-	if (!b)
-		return -EINVAL;
-	b->cfg.as_pid1 = enable != 0;
-	return 0;
+        if (!b)
+                return -EINVAL;
+        b->cfg.as_pid1 = enable != 0;
+        return 0;
 }
 
 EMBER_API int ember_builder_console_fds(struct ember_builder *b, int in_fd, int out_fd, int err_fd)
 {
-	if (!b)
-		return -EINVAL;
-	if (in_fd < -1 || out_fd < -1 || err_fd < -1)
-		return fail(b, EMBER_ERR_CONSOLE, EBADF, "console: invalid file descriptor");
-	b->cfg.in_fd = in_fd;
-	b->cfg.out_fd = out_fd;
-	b->cfg.err_fd = err_fd;
-	return 0;
+        if (!b)
+                return -EINVAL;
+        if (in_fd < -1 || out_fd < -1 || err_fd < -1)
+                return fail(b, EMBER_ERR_CONSOLE, EBADF, "console: invalid file descriptor");
+        b->cfg.in_fd = in_fd;
+        b->cfg.out_fd = out_fd;
+        b->cfg.err_fd = err_fd;
+        return 0;
 }
 
 EMBER_API int ember_builder_console_output(struct ember_builder *b, const char *path)
 {
-	return b ? set_str(b, &b->cfg.console_output, path, EMBER_ERR_CONSOLE, "console output")
-		 : -EINVAL;
+        return b ? set_str(b, &b->cfg.console_output, path, EMBER_ERR_CONSOLE, "console output")
+                 : -EINVAL;
 }
 
 EMBER_API int ember_builder_on_exit(struct ember_builder *b, ember_exit_observer fn, void *user)
 {
-	if (!b)
-		return -EINVAL;
-	if (!fn)
-		return fail(b, EMBER_ERR_INVALID, EINVAL, "exit observer: NULL function");
-	if (b->cfg.nobservers == EMBER_MAX_OBSERVERS)
-		return fail(b, EMBER_ERR_INVALID, ENOSPC, "too many exit observers (at most %d)",
-			    EMBER_MAX_OBSERVERS);
-	b->cfg.observer[b->cfg.nobservers++] = (struct ember_observer){fn, user};
-	return 0;
+        if (!b)
+                return -EINVAL;
+        if (!fn)
+                return fail(b, EMBER_ERR_INVALID, EINVAL, "exit observer: NULL function");
+        if (b->cfg.nobservers == EMBER_MAX_OBSERVERS)
+                return fail(b, EMBER_ERR_INVALID, ENOSPC, "too many exit observers (at most %d)",
+                            EMBER_MAX_OBSERVERS);
+        b->cfg.observer[b->cfg.nobservers++] = (struct ember_observer){fn, user};
+        return 0;
 }
 
 /* Checks that need no KVM and no file contents. */
 static int builder_validate(struct ember_builder *b)
 {
-	const struct ember_config *c = &b->cfg;
-	if (c->vcpus == 0)
-		return fail(b, EMBER_ERR_VCPUS, EINVAL, "0 vCPUs: a VM needs at least one");
-	if (c->vcpus > X86_MAX_VCPUS)
-		return fail(b, EMBER_ERR_VCPUS, EINVAL, "%u vCPUs: ember supports at most %u",
-			    c->vcpus, X86_MAX_VCPUS);
-	if (c->memory_mib < EMBER_MIN_MEMORY_MIB)
-		return fail(b, EMBER_ERR_MEMORY, EINVAL,
-			    "memory %zu MiB is too small (at least %u MiB)", c->memory_mib,
-			    EMBER_MIN_MEMORY_MIB);
-	if (c->memory_mib > EMBER_MAX_MEMORY_MIB)
-		return fail(b, EMBER_ERR_MEMORY, EINVAL,
-			    "memory %zu MiB is too large (at most %u MiB)", c->memory_mib,
-			    EMBER_MAX_MEMORY_MIB);
-	if (!c->kernel_path)
-		return fail(b, EMBER_ERR_KERNEL, EINVAL, "no kernel given");
-	if (!c->exec_path)
-		return fail(b, EMBER_ERR_EXEC, EINVAL, "no command given");
-	if (c->rootfs) {
-		struct stat st;
-		if (stat(c->rootfs, &st) != 0)
-			return fail(b, EMBER_ERR_ROOTFS, errno, "root directory '%s': %s", c->rootfs,
-				    strerror(errno));
-		if (!S_ISDIR(st.st_mode))
-			return fail(b, EMBER_ERR_ROOTFS, ENOTDIR,
-				    "root directory '%s' is not a directory", c->rootfs);
-	}
-	return 0;
+        const struct ember_config *c = &b->cfg;
+        if (c->vcpus == 0)
+                return fail(b, EMBER_ERR_VCPUS, EINVAL, "0 vCPUs: a VM needs at least one");
+        if (c->vcpus > X86_MAX_VCPUS)
+                return fail(b, EMBER_ERR_VCPUS, EINVAL, "%u vCPUs: ember supports at most %u",
+                            c->vcpus, X86_MAX_VCPUS);
+        if (c->memory_mib < EMBER_MIN_MEMORY_MIB)
+                return fail(b, EMBER_ERR_MEMORY, EINVAL,
+                            "memory %zu MiB is too small (at least %u MiB)", c->memory_mib,
+                            EMBER_MIN_MEMORY_MIB);
+        if (c->memory_mib > EMBER_MAX_MEMORY_MIB)
+                return fail(b, EMBER_ERR_MEMORY, EINVAL,
+                            "memory %zu MiB is too large (at most %u MiB)", c->memory_mib,
+                            EMBER_MAX_MEMORY_MIB);
+        if (!c->kernel_path)
+                return fail(b, EMBER_ERR_KERNEL, EINVAL, "no kernel given");
+        if (!c->exec_path)
+                return fail(b, EMBER_ERR_EXEC, EINVAL, "no command given");
+        if (c->rootfs) {
+                struct stat st;
+                if (stat(c->rootfs, &st) != 0)
+                        return fail(b, EMBER_ERR_ROOTFS, errno, "root directory '%s': %s",
+                                    c->rootfs, strerror(errno));
+                if (!S_ISDIR(st.st_mode))
+                        return fail(b, EMBER_ERR_ROOTFS, ENOTDIR,
+                                    "root directory '%s' is not a directory", c->rootfs);
+        }
+        return 0;
 }
 
 int ember_vm_create(const struct ember_config *cfg, struct ember_vm **out, enum ember_error *code,
-		    char *err, size_t errlen);
+                    char *err, size_t errlen);
 
 EMBER_API int ember_builder_build(struct ember_builder *b, struct ember_vm **out)
 {
-	if (!b || !out)
-		return -EINVAL;
-	*out = NULL;
-	b->err_code = EMBER_OK;
-	b->err[0] = 0;
-	int rc = builder_validate(b);
-	if (rc)
-		return rc;
-	enum ember_error code = EMBER_OK;
-	rc = ember_vm_create(&b->cfg, out, &code, b->err, sizeof(b->err));
-	if (rc)
-		b->err_code = code;
-	return rc;
+        if (!b || !out)
+                return -EINVAL;
+        *out = NULL;
+        b->err_code = EMBER_OK;
+        b->err[0] = 0;
+        int rc = builder_validate(b);
+        if (rc)
+                return rc;
+        enum ember_error code = EMBER_OK;
+        rc = ember_vm_create(&b->cfg, out, &code, b->err, sizeof(b->err));
+        if (rc)
+                b->err_code = code;
+        return rc;
 }

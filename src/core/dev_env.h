@@ -12,28 +12,28 @@
 
 /* Why a device asks the VM to stop. */
 enum vm_stop_reason {
-	VM_STOP_GUEST_EXIT,  /* workload status reported through the status port */
-	VM_STOP_GUEST_RESET, /* i8042 reset / triple fault / shutdown, no status */
-	VM_STOP_ERROR,       /* device or VMM failure */
+        VM_STOP_GUEST_EXIT,  /* workload status reported through the status port */
+        VM_STOP_GUEST_RESET, /* i8042 reset / triple fault / shutdown, no status */
+        VM_STOP_ERROR,       /* device or VMM failure */
 };
 
 struct dev_env {
-	const struct gmem *mem;
-	struct evloop *loop; /* serviced by the VM's event thread */
-	struct bus *pio;
-	struct bus *mmio;
-	void *hv; /* first argument of every hook */
-	/* KVM_IOEVENTFD on MMIO: the guest's `len`-byte write at `addr` (equal to `match` when
-	 * has_match) signals eventfd `fd` without leaving the kernel. */
-	int (*ioeventfd)(void *hv, int fd, uint64_t addr, uint32_t len, bool has_match,
-			 uint64_t match, bool assign);
-	/* KVM_IRQFD: a write to eventfd `fd` raises (edge) interrupt `gsi`. */
-	int (*irqfd)(void *hv, int fd, uint32_t gsi, bool assign);
-	/* KVM_IRQ_LINE, for level-triggered legacy devices. */
-	int (*irq_line)(void *hv, uint32_t gsi, int level);
-	/* Ends the VM; callable from any thread, first call wins. `code` is the exit status for
-	 * VM_STOP_GUEST_EXIT and ignored otherwise; `why` is a short text for the VM's error. */
-	void (*stop)(void *hv, enum vm_stop_reason reason, int code, const char *why);
+        const struct gmem *mem;
+        struct evloop *loop; /* serviced by the VM's event thread */
+        struct bus *pio;
+        struct bus *mmio;
+        void *hv; /* first argument of every hook */
+        /* KVM_IOEVENTFD on MMIO: the guest's `len`-byte write at `addr` (equal to `match` when
+         * has_match) signals eventfd `fd` without leaving the kernel. */
+        int (*ioeventfd)(void *hv, int fd, uint64_t addr, uint32_t len, bool has_match,
+                         uint64_t match, bool assign);
+        /* KVM_IRQFD: a write to eventfd `fd` raises (edge) interrupt `gsi`. */
+        int (*irqfd)(void *hv, int fd, uint32_t gsi, bool assign);
+        /* KVM_IRQ_LINE, for level-triggered legacy devices. */
+        int (*irq_line)(void *hv, uint32_t gsi, int level);
+        /* Ends the VM; callable from any thread, first call wins. `code` is the exit status for
+         * VM_STOP_GUEST_EXIT and ignored otherwise; `why` is a short text for the VM's error. */
+        void (*stop)(void *hv, enum vm_stop_reason reason, int code, const char *why);
 };
 
 #endif

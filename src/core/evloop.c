@@ -7,78 +7,78 @@
 
 int evloop_init(struct evloop *l)
 {
-	memset(l, 0, sizeof(*l));
-	for (unsigned i = 0; i < EVLOOP_MAX_SOURCES; i++)
-		l->src[i].fd = -1;
-	l->epfd = epoll_create1(EPOLL_CLOEXEC);
-	return l->epfd < 0 ? -errno : 0;
+        memset(l, 0, sizeof(*l));
+        for (unsigned i = 0; i < EVLOOP_MAX_SOURCES; i++)
+                l->src[i].fd = -1;
+        l->epfd = epoll_create1(EPOLL_CLOEXEC);
+        return l->epfd < 0 ? -errno : 0;
 }
 
 void evloop_destroy(struct evloop *l)
 {
-	if (l->epfd >= 0)
-		close(l->epfd);
-	l->epfd = -1;
+        if (l->epfd >= 0)
+                close(l->epfd);
+        l->epfd = -1;
 }
 
 static struct evloop_source *evloop_find(struct evloop *l, int fd)
 {
-	for (unsigned i = 0; i < EVLOOP_MAX_SOURCES; i++)
-		if (l->src[i].fd == fd)
-			return &l->src[i];
-	return NULL;
+        for (unsigned i = 0; i < EVLOOP_MAX_SOURCES; i++)
+                if (l->src[i].fd == fd)
+                        return &l->src[i];
+        return NULL;
 }
 
 int evloop_add(struct evloop *l, int fd, uint32_t events, evloop_cb cb, void *opaque)
 {
-	if (fd < 0 || !cb)
-		return -EINVAL;
-	if (evloop_find(l, fd))
-		return -EEXIST;
-	struct evloop_source *s = evloop_find(l, -1);
-	if (!s)
-		return -ENOSPC;
-	struct epoll_event ev = {.events = events, .data.ptr = s};
-	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-		return -errno;
-	*s = (struct evloop_source){fd, cb, opaque};
-	return 0;
+        if (fd < 0 || !cb)
+                return -EINVAL;
+        if (evloop_find(l, fd))
+                return -EEXIST;
+        struct evloop_source *s = evloop_find(l, -1);
+        if (!s)
+                return -ENOSPC;
+        struct epoll_event ev = {.events = events, .data.ptr = s};
+        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+                return -errno;
+        *s = (struct evloop_source){fd, cb, opaque};
+        return 0;
 }
 
 int evloop_mod(struct evloop *l, int fd, uint32_t events)
 {
-	struct evloop_source *s = evloop_find(l, fd);
-	if (fd < 0 || !s)
-		return -ENOENT;
-	struct epoll_event ev = {.events = events, .data.ptr = s};
-	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+        struct evloop_source *s = evloop_find(l, fd);
+        if (fd < 0 || !s)
+                return -ENOENT;
+        struct epoll_event ev = {.events = events, .data.ptr = s};
+        return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
 }
 
 int evloop_del(struct evloop *l, int fd)
 {
-	struct evloop_source *s = evloop_find(l, fd);
-	if (fd < 0 || !s)
-		return -ENOENT;
-	epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
-	s->fd = -1;
-	s->cb = NULL;
-	return 0;
+        struct evloop_source *s = evloop_find(l, fd);
+        if (fd < 0 || !s)
+                return -ENOENT;
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+        s->fd = -1;
+        s->cb = NULL;
+        return 0;
 }
 
 int evloop_run_once(struct evloop *l, int timeout_ms)
 {
-	struct epoll_event ev[16];
-	int n = epoll_wait(l->epfd, ev, 16, timeout_ms);
-	if (n < 0)
-		return errno == EINTR ? 0 : -errno;
-	int ran = 0;
-	for (int i = 0; i < n; i++) {
-		struct evloop_source *s = ev[i].data.ptr;
-		/* A callback earlier in this batch may have removed this source. */
-		if (s->fd < 0 || !s->cb)
-			continue;
-		s->cb(s->opaque, ev[i].events);
-		ran++;
-	}
-	return ran;
+        struct epoll_event ev[16];
+        int n = epoll_wait(l->epfd, ev, 16, timeout_ms);
+        if (n < 0)
+                return errno == EINTR ? 0 : -errno;
+        int ran = 0;
+        for (int i = 0; i < n; i++) {
+                struct evloop_source *s = ev[i].data.ptr;
+                /* A callback earlier in this batch may have removed this source. */
+                if (s->fd < 0 || !s->cb)
+                        continue;
+                s->cb(s->opaque, ev[i].events);
+                ran++;
+        }
+        return ran;
 }

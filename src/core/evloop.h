@@ -10,14 +10,14 @@
 typedef void (*evloop_cb)(void *opaque, uint32_t events);
 
 struct evloop_source {
-	int fd;
-	evloop_cb cb;
-	void *opaque;
+        int fd;
+        evloop_cb cb;
+        void *opaque;
 };
 
 struct evloop {
-	int epfd;
-	struct evloop_source src[EVLOOP_MAX_SOURCES];
+        int epfd;
+        struct evloop_source src[EVLOOP_MAX_SOURCES];
 };
 
 int evloop_init(struct evloop *l);

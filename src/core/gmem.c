@@ -4,75 +4,76 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define GIB (1ull << 30)
+#define GIB      (1ull << 30)
 #define FOUR_GIB (4ull << 30)
 
 int gmem_init(struct gmem *m, uint64_t ram_size, uint64_t gap_start)
 {
-	memset(m, 0, sizeof(*m));
-	if (ram_size == 0 || gap_start == 0 || gap_start > FOUR_GIB)
-		return -EINVAL;
-	void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
-		return -errno;
-	m->map = p;
-	m->map_size = ram_size;
-	uint64_t low = ram_size < gap_start ? ram_size : gap_start;
-	m->region[0] = (struct gmem_region){.gpa = 0, .size = low, .host = m->map};
-	m->nregions = 1;
-	if (ram_size > low) {
-		m->region[1] = (struct gmem_region){
-		    .gpa = FOUR_GIB, .size = ram_size - low, .host = m->map + low};
-		m->nregions = 2;
-	}
-	return 0;
+        memset(m, 0, sizeof(*m));
+        if (ram_size == 0 || gap_start == 0 || gap_start > FOUR_GIB)
+                return -EINVAL;
+        void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED)
+                return -errno;
+        m->map = p;
+        m->map_size = ram_size;
+        uint64_t low = ram_size < gap_start ? ram_size : gap_start;
+        m->region[0] = (struct gmem_region){.gpa = 0, .size = low, .host = m->map};
+        m->nregions = 1;
+        if (ram_size > low) {
+                m->region[1] = (struct gmem_region){
+                    .gpa = FOUR_GIB, .size = ram_size - low, .host = m->map + low};
+                m->nregions = 2;
+        }
+        return 0;
 }
 
 void gmem_destroy(struct gmem *m)
 {
-	if (m->map)
-		munmap(m->map, m->map_size);
-	memset(m, 0, sizeof(*m));
+        if (m->map)
+                munmap(m->map, m->map_size);
+        memset(m, 0, sizeof(*m));
 }
 
 void *gmem_ptr(const struct gmem *m, uint64_t gpa, uint64_t len)
 {
-	for (unsigned i = 0; i < m->nregions; i++) {
-		const struct gmem_region *r = &m->region[i];
-		if (gpa < r->gpa)
-			continue;
-		uint64_t off = gpa - r->gpa;
-		/* Written so that neither side can overflow: off <= size, then len <= size - off. */
-		if (off > r->size || len > r->size - off)
-			continue;
-		return r->host + off;
-	}
-	return NULL;
+        for (unsigned i = 0; i < m->nregions; i++) {
+                const struct gmem_region *r = &m->region[i];
+                if (gpa < r->gpa)
+                        continue;
+                uint64_t off = gpa - r->gpa;
+                /* Written so that neither side can overflow: off <= size, then len <= size - off.
+                 */
+                if (off > r->size || len > r->size - off)
+                        continue;
+                return r->host + off;
+        }
+        return NULL;
 }
 
 int gmem_read(const struct gmem *m, uint64_t gpa, void *dst, size_t len)
 {
-	void *p = gmem_ptr(m, gpa, len);
-	if (!p)
-		return -EFAULT;
-	memcpy(dst, p, len);
-	return 0;
+        void *p = gmem_ptr(m, gpa, len);
+        if (!p)
+                return -EFAULT;
+        memcpy(dst, p, len);
+        return 0;
 }
 
 int gmem_write(const struct gmem *m, uint64_t gpa, const void *src, size_t len)
 {
-	void *p = gmem_ptr(m, gpa, len);
-	if (!p)
-		return -EFAULT;
-	memcpy(p, src, len);
-	return 0;
+        void *p = gmem_ptr(m, gpa, len);
+        if (!p)
+                return -EFAULT;
+        memcpy(p, src, len);
+        return 0;
 }
 
 uint64_t gmem_ram_size(const struct gmem *m)
 {
-	uint64_t total = 0;
-	for (unsigned i = 0; i < m->nregions; i++)
-		total += m->region[i].size;
-	return total;
+        uint64_t total = 0;
+        for (unsigned i = 0; i < m->nregions; i++)
+                total += m->region[i].size;
+        return total;
 }

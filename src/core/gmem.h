@@ -10,16 +10,16 @@
 #define GMEM_MAX_REGIONS 4
 
 struct gmem_region {
-	uint64_t gpa;  /* guest physical start */
-	uint64_t size; /* bytes */
-	uint8_t *host; /* host mapping of the region */
+        uint64_t gpa;  /* guest physical start */
+        uint64_t size; /* bytes */
+        uint8_t *host; /* host mapping of the region */
 };
 
 struct gmem {
-	struct gmem_region region[GMEM_MAX_REGIONS];
-	unsigned nregions;
-	uint8_t *map;      /* one anonymous mapping backing all regions */
-	size_t map_size;
+        struct gmem_region region[GMEM_MAX_REGIONS];
+        unsigned nregions;
+        uint8_t *map; /* one anonymous mapping backing all regions */
+        size_t map_size;
 };
 
 /* Lays out `ram_size` bytes of RAM below `gap_start` and, for what does not fit, from 4 GiB up;

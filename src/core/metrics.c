@@ -11,197 +11,197 @@
 #include "arch/x86_64/layout.h"
 
 struct ember_metrics {
-	atomic_int refs;
-	pthread_mutex_t lock; /* guards everything below that is not atomic */
-	atomic_uint_fast64_t exits_total, exits_io, exits_mmio, exits_hlt, exits_other;
-	void *mem;
-	size_t mem_len;
-	uint64_t memory_bytes;
-	uint64_t start_ns, end_ns;
-	int running;
-	struct {
-		clockid_t clock;
-		int live;
-	} vcpu[X86_MAX_VCPUS];
-	uint64_t banked_vcpu_ns; /* CPU time of vCPU threads that have ended */
-	atomic_uint_fast64_t init_ns, exec_ns;
+        atomic_int refs;
+        pthread_mutex_t lock; /* guards everything below that is not atomic */
+        atomic_uint_fast64_t exits_total, exits_io, exits_mmio, exits_hlt, exits_other;
+        void *mem;
+        size_t mem_len;
+        uint64_t memory_bytes;
+        uint64_t start_ns, end_ns;
+        int running;
+        struct {
+                clockid_t clock;
+                int live;
+        } vcpu[X86_MAX_VCPUS];
+        uint64_t banked_vcpu_ns; /* CPU time of vCPU threads that have ended */
+        atomic_uint_fast64_t init_ns, exec_ns;
 };
 
 static uint64_t ts_ns(const struct timespec *ts)
 {
-	return (uint64_t)ts->tv_sec * 1000000000ull + (uint64_t)ts->tv_nsec;
+        return (uint64_t)ts->tv_sec * 1000000000ull + (uint64_t)ts->tv_nsec;
 }
 
 static uint64_t mono_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts_ns(&ts);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts_ns(&ts);
 }
 
 struct ember_metrics *metrics_new(void)
 {
-	struct ember_metrics *m = calloc(1, sizeof(*m));
-	if (!m)
-		return NULL;
-	atomic_init(&m->refs, 1);
-	pthread_mutex_init(&m->lock, NULL);
-	return m;
+        struct ember_metrics *m = calloc(1, sizeof(*m));
+        if (!m)
+                return NULL;
+        atomic_init(&m->refs, 1);
+        pthread_mutex_init(&m->lock, NULL);
+        return m;
 }
 
 void metrics_retain(struct ember_metrics *m)
 {
-	atomic_fetch_add(&m->refs, 1);
+        atomic_fetch_add(&m->refs, 1);
 }
 
 void metrics_release(struct ember_metrics *m)
 {
-	if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
-		pthread_mutex_destroy(&m->lock);
-		free(m);
-	}
+        if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
+                pthread_mutex_destroy(&m->lock);
+                free(m);
+        }
 }
 
 EMBER_API void ember_metrics_release(struct ember_metrics *m)
 {
-	metrics_release(m);
+        metrics_release(m);
 }
 
 void metrics_count_exit(struct ember_metrics *m, enum ember_kvm_exit_kind kind)
 {
-	atomic_fetch_add_explicit(&m->exits_total, 1, memory_order_relaxed);
-	switch (kind) {
-	case EMBER_KVM_EXIT_IO:
-		atomic_fetch_add_explicit(&m->exits_io, 1, memory_order_relaxed);
-		break;
-	case EMBER_KVM_EXIT_MMIO:
-		atomic_fetch_add_explicit(&m->exits_mmio, 1, memory_order_relaxed);
-		break;
-	case EMBER_KVM_EXIT_HLT:
-		atomic_fetch_add_explicit(&m->exits_hlt, 1, memory_order_relaxed);
-		break;
-	default:
-		atomic_fetch_add_explicit(&m->exits_other, 1, memory_order_relaxed);
-		break;
-	}
+        atomic_fetch_add_explicit(&m->exits_total, 1, memory_order_relaxed);
+        switch (kind) {
+        case EMBER_KVM_EXIT_IO:
+                atomic_fetch_add_explicit(&m->exits_io, 1, memory_order_relaxed);
+                break;
+        case EMBER_KVM_EXIT_MMIO:
+                atomic_fetch_add_explicit(&m->exits_mmio, 1, memory_order_relaxed);
+                break;
+        case EMBER_KVM_EXIT_HLT:
+                atomic_fetch_add_explicit(&m->exits_hlt, 1, memory_order_relaxed);
+                break;
+        default:
+                atomic_fetch_add_explicit(&m->exits_other, 1, memory_order_relaxed);
+                break;
+        }
 }
 
 void metrics_attach_memory(struct ember_metrics *m, void *base, size_t len)
 {
-	pthread_mutex_lock(&m->lock);
-	m->mem = base;
-	m->mem_len = len;
-	m->memory_bytes = len;
-	pthread_mutex_unlock(&m->lock);
+        pthread_mutex_lock(&m->lock);
+        m->mem = base;
+        m->mem_len = len;
+        m->memory_bytes = len;
+        pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_detach_memory(struct ember_metrics *m)
 {
-	if (!m)
-		return;
-	pthread_mutex_lock(&m->lock);
-	m->mem = NULL;
-	m->mem_len = 0;
-	pthread_mutex_unlock(&m->lock);
+        if (!m)
+                return;
+        pthread_mutex_lock(&m->lock);
+        m->mem = NULL;
+        m->mem_len = 0;
+        pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_started(struct ember_metrics *m)
 {
-	pthread_mutex_lock(&m->lock);
-	m->start_ns = mono_ns();
-	m->running = 1;
-	pthread_mutex_unlock(&m->lock);
+        pthread_mutex_lock(&m->lock);
+        m->start_ns = mono_ns();
+        m->running = 1;
+        pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_add_vcpu_thread(struct ember_metrics *m, unsigned index, pthread_t thread)
 {
-	pthread_mutex_lock(&m->lock);
-	if (index < X86_MAX_VCPUS && pthread_getcpuclockid(thread, &m->vcpu[index].clock) == 0)
-		m->vcpu[index].live = 1;
-	pthread_mutex_unlock(&m->lock);
+        pthread_mutex_lock(&m->lock);
+        if (index < X86_MAX_VCPUS && pthread_getcpuclockid(thread, &m->vcpu[index].clock) == 0)
+                m->vcpu[index].live = 1;
+        pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_vcpu_done(struct ember_metrics *m, unsigned index)
 {
-	struct timespec ts;
-	pthread_mutex_lock(&m->lock);
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
-		m->banked_vcpu_ns += ts_ns(&ts);
-	if (index < X86_MAX_VCPUS)
-		m->vcpu[index].live = 0;
-	pthread_mutex_unlock(&m->lock);
+        struct timespec ts;
+        pthread_mutex_lock(&m->lock);
+        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+                m->banked_vcpu_ns += ts_ns(&ts);
+        if (index < X86_MAX_VCPUS)
+                m->vcpu[index].live = 0;
+        pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_stopped(struct ember_metrics *m)
 {
-	pthread_mutex_lock(&m->lock);
-	if (m->running) {
-		m->end_ns = mono_ns();
-		m->running = 0;
-	}
-	pthread_mutex_unlock(&m->lock);
+        pthread_mutex_lock(&m->lock);
+        if (m->running) {
+                m->end_ns = mono_ns();
+                m->running = 0;
+        }
+        pthread_mutex_unlock(&m->lock);
 }
 
 static void mark_once(atomic_uint_fast64_t *slot)
 {
-	uint_fast64_t zero = 0;
-	atomic_compare_exchange_strong(slot, &zero, mono_ns());
+        uint_fast64_t zero = 0;
+        atomic_compare_exchange_strong(slot, &zero, mono_ns());
 }
 
 void metrics_mark_init(struct ember_metrics *m)
 {
-	mark_once(&m->init_ns);
+        mark_once(&m->init_ns);
 }
 
 void metrics_mark_exec(struct ember_metrics *m)
 {
-	mark_once(&m->exec_ns);
+        mark_once(&m->exec_ns);
 }
 
 /* Pages of guest RAM resident on the host, counted with mincore in bounded chunks. */
 static uint64_t resident_bytes(void *base, size_t len)
 {
-	long psz = sysconf(_SC_PAGESIZE);
-	unsigned char vec[4096];
-	uint64_t total = 0;
-	size_t chunk = sizeof(vec) * (size_t)psz;
-	for (size_t off = 0; off < len; off += chunk) {
-		size_t n = len - off < chunk ? len - off : chunk;
-		if (mincore((char *)base + off, n, vec) != 0)
-			return total;
-		size_t pages = (n + (size_t)psz - 1) / (size_t)psz;
-		for (size_t i = 0; i < pages; i++)
-			total += vec[i] & 1;
-	}
-	return total * (uint64_t)psz;
+        long psz = sysconf(_SC_PAGESIZE);
+        unsigned char vec[4096];
+        uint64_t total = 0;
+        size_t chunk = sizeof(vec) * (size_t)psz;
+        for (size_t off = 0; off < len; off += chunk) {
+                size_t n = len - off < chunk ? len - off : chunk;
+                if (mincore((char *)base + off, n, vec) != 0)
+                        return total;
+                size_t pages = (n + (size_t)psz - 1) / (size_t)psz;
+                for (size_t i = 0; i < pages; i++)
+                        total += vec[i] & 1;
+        }
+        return total * (uint64_t)psz;
 }
 
 EMBER_API int ember_metrics_sample(struct ember_metrics *m, struct ember_metrics_sample *out)
 {
-	if (!m || !out)
-		return -EINVAL;
-	memset(out, 0, sizeof(*out));
-	out->exits_total = atomic_load(&m->exits_total);
-	out->exits_io = atomic_load(&m->exits_io);
-	out->exits_mmio = atomic_load(&m->exits_mmio);
-	out->exits_hlt = atomic_load(&m->exits_hlt);
-	out->exits_other = atomic_load(&m->exits_other);
-	out->init_mono_ns = atomic_load(&m->init_ns);
-	out->exec_mono_ns = atomic_load(&m->exec_ns);
-	pthread_mutex_lock(&m->lock);
-	out->start_mono_ns = m->start_ns;
-	out->running = m->running;
-	out->memory_bytes = m->memory_bytes;
-	if (m->start_ns)
-		out->uptime_ns = (m->running ? mono_ns() : m->end_ns) - m->start_ns;
-	out->vcpu_time_ns = m->banked_vcpu_ns;
-	for (unsigned i = 0; i < X86_MAX_VCPUS; i++) {
-		struct timespec ts;
-		if (m->vcpu[i].live && clock_gettime(m->vcpu[i].clock, &ts) == 0)
-			out->vcpu_time_ns += ts_ns(&ts);
-	}
-	if (m->mem)
-		out->host_resident_bytes = resident_bytes(m->mem, m->mem_len);
-	pthread_mutex_unlock(&m->lock);
-	return 0;
+        if (!m || !out)
+                return -EINVAL;
+        memset(out, 0, sizeof(*out));
+        out->exits_total = atomic_load(&m->exits_total);
+        out->exits_io = atomic_load(&m->exits_io);
+        out->exits_mmio = atomic_load(&m->exits_mmio);
+        out->exits_hlt = atomic_load(&m->exits_hlt);
+        out->exits_other = atomic_load(&m->exits_other);
+        out->init_mono_ns = atomic_load(&m->init_ns);
+        out->exec_mono_ns = atomic_load(&m->exec_ns);
+        pthread_mutex_lock(&m->lock);
+        out->start_mono_ns = m->start_ns;
+        out->running = m->running;
+        out->memory_bytes = m->memory_bytes;
+        if (m->start_ns)
+                out->uptime_ns = (m->running ? mono_ns() : m->end_ns) - m->start_ns;
+        out->vcpu_time_ns = m->banked_vcpu_ns;
+        for (unsigned i = 0; i < X86_MAX_VCPUS; i++) {
+                struct timespec ts;
+                if (m->vcpu[i].live && clock_gettime(m->vcpu[i].clock, &ts) == 0)
+                        out->vcpu_time_ns += ts_ns(&ts);
+        }
+        if (m->mem)
+                out->host_resident_bytes = resident_bytes(m->mem, m->mem_len);
+        pthread_mutex_unlock(&m->lock);
+        return 0;
 }

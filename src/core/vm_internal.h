@@ -13,42 +13,42 @@
 #define EMBER_ERR_LEN       512
 
 struct ember_rlimit_cfg {
-	uint32_t resource;
-	uint64_t soft, hard;
+        uint32_t resource;
+        uint64_t soft, hard;
 };
 
 struct ember_observer {
-	ember_exit_observer fn;
-	void *user;
+        ember_exit_observer fn;
+        void *user;
 };
 
 /* Everything the user configured; validated by ember_builder_build. */
 struct ember_config {
-	unsigned vcpus;
-	size_t memory_mib;
-	char *kernel_path;
-	char *cmdline_extra;
-	char *initramfs_path;
-	char *save_initramfs_path; /* write the generated initramfs here, or NULL */
-	char *kernel_log_path;
-	char *rootfs;
-	char *exec_path;
-	char **argv; /* NULL-terminated */
-	size_t argc;
-	char **env; /* "KEY=VALUE", NULL-terminated */
-	size_t envc;
-	char *workdir;
-	char *hostname;
-	bool has_user;
-	uint32_t uid, gid;
-	struct ember_rlimit_cfg rlimit[EMBER_MAX_RLIMITS];
-	size_t nrlimits;
-	bool as_pid1;
-	bool allow_software_kvm;
-	int in_fd, out_fd, err_fd;
-	char *console_output;
-	struct ember_observer observer[EMBER_MAX_OBSERVERS];
-	size_t nobservers;
+        unsigned vcpus;
+        size_t memory_mib;
+        char *kernel_path;
+        char *cmdline_extra;
+        char *initramfs_path;
+        char *save_initramfs_path; /* write the generated initramfs here, or NULL */
+        char *kernel_log_path;
+        char *rootfs;
+        char *exec_path;
+        char **argv; /* NULL-terminated */
+        size_t argc;
+        char **env; /* "KEY=VALUE", NULL-terminated */
+        size_t envc;
+        char *workdir;
+        char *hostname;
+        bool has_user;
+        uint32_t uid, gid;
+        struct ember_rlimit_cfg rlimit[EMBER_MAX_RLIMITS];
+        size_t nrlimits;
+        bool as_pid1;
+        bool allow_software_kvm;
+        int in_fd, out_fd, err_fd;
+        char *console_output;
+        struct ember_observer observer[EMBER_MAX_OBSERVERS];
+        size_t nobservers;
 };
 
 /* printf into an error buffer; returns -err so call sites can `return set_err(...)`. */

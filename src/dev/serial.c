@@ -5,141 +5,150 @@
 #include "dev/legacy.h"
 
 /* Register offsets and bits of the 16550 that the Linux 8250 driver touches. */
-enum { UART_RBR_THR = 0, UART_IER = 1, UART_IIR_FCR = 2, UART_LCR = 3, UART_MCR = 4,
-       UART_LSR = 5, UART_MSR = 6, UART_SCR = 7 };
-#define UART_LCR_DLAB 0x80
-#define UART_IER_THRI 0x02
-#define UART_IIR_NO_INT 0x01
-#define UART_IIR_THRI 0x02
-#define UART_IIR_FIFO_BITS 0xc0
-#define UART_LSR_THRE 0x20
-#define UART_LSR_TEMT 0x40
-#define UART_MCR_LOOP 0x10
+enum {
+        UART_RBR_THR = 0,
+        UART_IER = 1,
+        UART_IIR_FCR = 2,
+        UART_LCR = 3,
+        UART_MCR = 4,
+        UART_LSR = 5,
+        UART_MSR = 6,
+        UART_SCR = 7
+};
+#define UART_LCR_DLAB        0x80
+#define UART_IER_THRI        0x02
+#define UART_IIR_NO_INT      0x01
+#define UART_IIR_THRI        0x02
+#define UART_IIR_FIFO_BITS   0xc0
+#define UART_LSR_THRE        0x20
+#define UART_LSR_TEMT        0x40
+#define UART_MCR_LOOP        0x10
 #define UART_MSR_DCD_DSR_CTS 0xb0
 
 static void serial_update_irq(struct serial16550 *s)
 {
-	int level = (s->ier & UART_IER_THRI) && s->thre_pending;
-	if (level != s->irq_level && s->env->irq_line) {
-		s->env->irq_line(s->env->hv, s->gsi, level);
-		s->irq_level = level;
-	}
+        int level = (s->ier & UART_IER_THRI) && s->thre_pending;
+        if (level != s->irq_level && s->env->irq_line) {
+                s->env->irq_line(s->env->hv, s->gsi, level);
+                s->irq_level = level;
+        }
 }
 
 static void serial_emit(struct serial16550 *s, uint8_t c)
 {
-	if (s->out_fd < 0)
-		return;
-	/* The kernel log is best effort: a full or closed sink must not stall the vCPU. */
-	for (int tries = 0; tries < 3; tries++) {
-		ssize_t n = write(s->out_fd, &c, 1);
-		if (n == 1 || (n < 0 && errno != EINTR))
-			return;
-	}
+        if (s->out_fd < 0)
+                return;
+        /* The kernel log is best effort: a full or closed sink must not stall the vCPU. */
+        for (int tries = 0; tries < 3; tries++) {
+                ssize_t n = write(s->out_fd, &c, 1);
+                if (n == 1 || (n < 0 && errno != EINTR))
+                        return;
+        }
 }
 
 static void serial_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t len)
 {
-	struct serial16550 *s = opaque;
-	uint8_t v = data[0];
-	pthread_mutex_lock(&s->lock);
-	switch (off) {
-	case UART_RBR_THR:
-		if (s->lcr & UART_LCR_DLAB) {
-			s->dll = v;
-		} else {
-			if (!(s->mcr & UART_MCR_LOOP))
-				serial_emit(s, v);
-			s->thre_pending = 1; /* transmit is instantaneous */
-		}
-		break;
-	case UART_IER:
-		if (s->lcr & UART_LCR_DLAB) {
-			s->dlm = v;
-		} else {
-			/* Enabling THRI with an empty transmitter raises it at once, as on hardware. */
-			if (!(s->ier & UART_IER_THRI) && (v & UART_IER_THRI))
-				s->thre_pending = 1;
-			s->ier = v & 0x0f;
-		}
-		break;
-	case UART_LCR:
-		s->lcr = v;
-		break;
-	case UART_MCR:
-		s->mcr = v & 0x1f;
-		break;
-	case UART_SCR:
-		s->scr = v;
-		break;
-	default: /* FCR, LSR, MSR writes: nothing to model */
-		break;
-	}
-	serial_update_irq(s);
-	pthread_mutex_unlock(&s->lock);
+        struct serial16550 *s = opaque;
+        uint8_t v = data[0];
+        pthread_mutex_lock(&s->lock);
+        switch (off) {
+        case UART_RBR_THR:
+                if (s->lcr & UART_LCR_DLAB) {
+                        s->dll = v;
+                } else {
+                        if (!(s->mcr & UART_MCR_LOOP))
+                                serial_emit(s, v);
+                        s->thre_pending = 1; /* transmit is instantaneous */
+                }
+                break;
+        case UART_IER:
+                if (s->lcr & UART_LCR_DLAB) {
+                        s->dlm = v;
+                } else {
+                        /* Enabling THRI with an empty transmitter raises it at once, as on
+                         * hardware. */
+                        if (!(s->ier & UART_IER_THRI) && (v & UART_IER_THRI))
+                                s->thre_pending = 1;
+                        s->ier = v & 0x0f;
+                }
+                break;
+        case UART_LCR:
+                s->lcr = v;
+                break;
+        case UART_MCR:
+                s->mcr = v & 0x1f;
+                break;
+        case UART_SCR:
+                s->scr = v;
+                break;
+        default: /* FCR, LSR, MSR writes: nothing to model */
+                break;
+        }
+        serial_update_irq(s);
+        pthread_mutex_unlock(&s->lock);
 }
 
 static void serial_read(void *opaque, uint64_t off, uint8_t *data, uint32_t len)
 {
-	struct serial16550 *s = opaque;
-	uint8_t v = 0;
-	pthread_mutex_lock(&s->lock);
-	switch (off) {
-	case UART_RBR_THR:
-		v = (s->lcr & UART_LCR_DLAB) ? s->dll : 0;
-		break;
-	case UART_IER:
-		v = (s->lcr & UART_LCR_DLAB) ? s->dlm : s->ier;
-		break;
-	case UART_IIR_FCR:
-		if ((s->ier & UART_IER_THRI) && s->thre_pending) {
-			v = UART_IIR_THRI | UART_IIR_FIFO_BITS;
-			s->thre_pending = 0; /* reading IIR acknowledges THRI */
-		} else {
-			v = UART_IIR_NO_INT | UART_IIR_FIFO_BITS;
-		}
-		break;
-	case UART_LCR:
-		v = s->lcr;
-		break;
-	case UART_MCR:
-		v = s->mcr;
-		break;
-	case UART_LSR:
-		v = UART_LSR_THRE | UART_LSR_TEMT;
-		break;
-	case UART_MSR:
-		v = UART_MSR_DCD_DSR_CTS;
-		break;
-	case UART_SCR:
-		v = s->scr;
-		break;
-	}
-	serial_update_irq(s);
-	pthread_mutex_unlock(&s->lock);
-	memset(data, 0, len);
-	data[0] = v;
+        struct serial16550 *s = opaque;
+        uint8_t v = 0;
+        pthread_mutex_lock(&s->lock);
+        switch (off) {
+        case UART_RBR_THR:
+                v = (s->lcr & UART_LCR_DLAB) ? s->dll : 0;
+                break;
+        case UART_IER:
+                v = (s->lcr & UART_LCR_DLAB) ? s->dlm : s->ier;
+                break;
+        case UART_IIR_FCR:
+                if ((s->ier & UART_IER_THRI) && s->thre_pending) {
+                        v = UART_IIR_THRI | UART_IIR_FIFO_BITS;
+                        s->thre_pending = 0; /* reading IIR acknowledges THRI */
+                } else {
+                        v = UART_IIR_NO_INT | UART_IIR_FIFO_BITS;
+                }
+                break;
+        case UART_LCR:
+                v = s->lcr;
+                break;
+        case UART_MCR:
+                v = s->mcr;
+                break;
+        case UART_LSR:
+                v = UART_LSR_THRE | UART_LSR_TEMT;
+                break;
+        case UART_MSR:
+                v = UART_MSR_DCD_DSR_CTS;
+                break;
+        case UART_SCR:
+                v = s->scr;
+                break;
+        }
+        serial_update_irq(s);
+        pthread_mutex_unlock(&s->lock);
+        memset(data, 0, len);
+        data[0] = v;
 }
 
 static const struct bus_dev_ops serial_ops = {.read = serial_read, .write = serial_write};
 
-int serial16550_init(struct serial16550 *s, const struct dev_env *env, uint16_t port,
-		     uint32_t gsi, int out_fd)
+int serial16550_init(struct serial16550 *s, const struct dev_env *env, uint16_t port, uint32_t gsi,
+                     int out_fd)
 {
-	memset(s, 0, sizeof(*s));
-	s->env = env;
-	s->gsi = gsi;
-	s->out_fd = out_fd;
-	int rc = pthread_mutex_init(&s->lock, NULL);
-	if (rc)
-		return -rc;
-	rc = bus_add(env->pio, port, 8, &serial_ops, s, "serial16550");
-	if (rc)
-		pthread_mutex_destroy(&s->lock);
-	return rc;
+        memset(s, 0, sizeof(*s));
+        s->env = env;
+        s->gsi = gsi;
+        s->out_fd = out_fd;
+        int rc = pthread_mutex_init(&s->lock, NULL);
+        if (rc)
+                return -rc;
+        rc = bus_add(env->pio, port, 8, &serial_ops, s, "serial16550");
+        if (rc)
+                pthread_mutex_destroy(&s->lock);
+        return rc;
 }
 
 void serial16550_destroy(struct serial16550 *s)
 {
-	pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->lock);
 }

@@ -14,7 +14,7 @@
 #   ember            direct path;  tests/e2e/<name>         for each tests/e2e/<name>.c
 #   ember-static     TCG path;     static/tests/e2e/<name>  for each tests/e2e/<name>.c
 # Environment: E2E_PATH (as --path), E2E_ONLY (as --only), E2E_TIMEOUT (seconds per guest run;
-# default 60 direct, 120 in the TCG host), E2E_PROG_TIMEOUT (per C program, default 600),
+# default 60 direct, 120 in the TCG host), E2E_PROG_TIMEOUT (per C program, default 300),
 # E2E_TCG_TIMEOUT (the whole TCG host run, default 2400), E2E_TCG_MEMORY (its MiB, default 4096).
 set -uo pipefail
 
@@ -109,7 +109,7 @@ if [ "$path" = direct ]; then
 	mkdir -p "$log/scratch"
 	EMBER="$ember" KERNEL="$build/guest/vmlinux" BZIMAGE="$build/guest/bzImage" \
 		ROOTFS="$build/rootfs" SCRATCH="$log/scratch" E2E_PROGS="$log/progs" E2E_ONLY="$only" \
-		E2E_TIMEOUT="${E2E_TIMEOUT:-60}" E2E_PROG_TIMEOUT="${E2E_PROG_TIMEOUT:-600}" \
+		E2E_TIMEOUT="${E2E_TIMEOUT:-60}" E2E_PROG_TIMEOUT="${E2E_PROG_TIMEOUT:-300}" \
 		sh "$here/scenarios.sh" </dev/null 2>&1 | drop_summary | tee "$log/out"
 	status=${PIPESTATUS[0]}
 else
@@ -135,7 +135,7 @@ else
 		--env E2E_PROGS=/payload/e2e/progs \
 		--env "E2E_ONLY=$only" \
 		--env "E2E_TIMEOUT=${E2E_TIMEOUT:-120}" \
-		--env "E2E_PROG_TIMEOUT=${E2E_PROG_TIMEOUT:-600}" \
+		--env "E2E_PROG_TIMEOUT=${E2E_PROG_TIMEOUT:-300}" \
 		-- sh /payload/e2e/scenarios.sh 2>&1 | drop_summary | tee "$log/out"
 	status=${PIPESTATUS[0]}
 	case "$status" in

@@ -12,363 +12,363 @@
 
 static int kvm_usable(void)
 {
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	close(fd);
-	return 1;
+        int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        close(fd);
+        return 1;
 }
 
 #define NEED_KVM()                                                                                 \
-	do {                                                                                       \
-		if (!kvm_usable())                                                                 \
-			SKIP("/dev/kvm is not usable here");                                       \
-	} while (0)
+        do {                                                                                       \
+                if (!kvm_usable())                                                                 \
+                        SKIP("/dev/kvm is not usable here");                                       \
+        } while (0)
 
 /* A builder for a tiny guest: 1 vCPU, 64 MiB, software KVM allowed, no root. */
 static struct ember_builder *tiny_builder(const char *kernel, unsigned vcpus)
 {
-	struct ember_builder *b = ember_builder_new();
-	REQUIRE(b);
-	REQUIRE_EQ(ember_builder_machine(b, vcpus, 64), 0);
-	REQUIRE_EQ(ember_builder_machine_allow_software_kvm(b, 1), 0);
-	REQUIRE_EQ(ember_builder_kernel(b, kernel), 0);
-	REQUIRE_EQ(ember_builder_exec(b, "/bin/true", NULL), 0);
-	REQUIRE_EQ(ember_builder_console_fds(b, -1, -1, -1), 0);
-	return b;
+        struct ember_builder *b = ember_builder_new();
+        REQUIRE(b);
+        REQUIRE_EQ(ember_builder_machine(b, vcpus, 64), 0);
+        REQUIRE_EQ(ember_builder_machine_allow_software_kvm(b, 1), 0);
+        REQUIRE_EQ(ember_builder_kernel(b, kernel), 0);
+        REQUIRE_EQ(ember_builder_exec(b, "/bin/true", NULL), 0);
+        REQUIRE_EQ(ember_builder_console_fds(b, -1, -1, -1), 0);
+        return b;
 }
 
 static struct ember_vm *tiny_vm(const struct tiny_code *code, unsigned vcpus, char **path_out)
 {
-	char *path = tiny_guest_write(code);
-	REQUIRE(path);
-	struct ember_builder *b = tiny_builder(path, vcpus);
-	struct ember_vm *vm = NULL;
-	int rc = ember_builder_build(b, &vm);
-	if (rc)
-		printf("build failed: %s: %s\n", ember_error_name(ember_builder_error_code(b)),
-		       ember_builder_error(b));
-	ember_builder_free(b);
-	*path_out = path;
-	REQUIRE_EQ(rc, 0);
-	return vm;
+        char *path = tiny_guest_write(code);
+        REQUIRE(path);
+        struct ember_builder *b = tiny_builder(path, vcpus);
+        struct ember_vm *vm = NULL;
+        int rc = ember_builder_build(b, &vm);
+        if (rc)
+                printf("build failed: %s: %s\n", ember_error_name(ember_builder_error_code(b)),
+                       ember_builder_error(b));
+        ember_builder_free(b);
+        *path_out = path;
+        REQUIRE_EQ(rc, 0);
+        return vm;
 }
 
 static void t_status_port_exit_code(void)
 {
-	NEED_KVM();
-	static const uint8_t codes[] = {0, 1, 42, 255};
-	for (size_t i = 0; i < sizeof(codes); i++) {
-		struct tiny_code c = {0};
-		tiny_exit(&c, codes[i]);
-		tiny_hlt(&c);
-		char *path;
-		struct ember_vm *vm = tiny_vm(&c, 1, &path);
-		CHECK_EQ(ember_vm_run(vm), codes[i]);
-		unlink(path);
-		free(path);
-	}
+        NEED_KVM();
+        static const uint8_t codes[] = {0, 1, 42, 255};
+        for (size_t i = 0; i < sizeof(codes); i++) {
+                struct tiny_code c = {0};
+                tiny_exit(&c, codes[i]);
+                tiny_hlt(&c);
+                char *path;
+                struct ember_vm *vm = tiny_vm(&c, 1, &path);
+                CHECK_EQ(ember_vm_run(vm), codes[i]);
+                unlink(path);
+                free(path);
+        }
 }
 
 /* ud2 with ember's empty boot IDT escalates to a triple fault (or, on a software KVM, an
  * emulation failure): either way the VM ends without a status. */
 static void t_crash_without_status_is_guest_failure(void)
 {
-	NEED_KVM();
-	struct tiny_code c = {0};
-	tiny_emit(&c, "\x0f\x0b", 2);
-	char *path;
-	struct ember_vm *vm = tiny_vm(&c, 1, &path);
-	REQUIRE_EQ(ember_vm_start(vm), 0);
-	CHECK_EQ(ember_vm_wait(vm), EMBER_EXIT_GUEST_FAILED);
-	printf("  (ended with: %s)\n", ember_vm_error(vm));
-	CHECK(ember_vm_error(vm)[0] != 0);
-	ember_vm_free(vm);
-	unlink(path);
-	free(path);
+        NEED_KVM();
+        struct tiny_code c = {0};
+        tiny_emit(&c, "\x0f\x0b", 2);
+        char *path;
+        struct ember_vm *vm = tiny_vm(&c, 1, &path);
+        REQUIRE_EQ(ember_vm_start(vm), 0);
+        CHECK_EQ(ember_vm_wait(vm), EMBER_EXIT_GUEST_FAILED);
+        printf("  (ended with: %s)\n", ember_vm_error(vm));
+        CHECK(ember_vm_error(vm)[0] != 0);
+        ember_vm_free(vm);
+        unlink(path);
+        free(path);
 }
 
 static void t_i8042_reset_stops_vm(void)
 {
-	NEED_KVM();
-	struct tiny_code c = {0};
-	tiny_outb(&c, 0x64, 0xfe);
-	tiny_spin(&c);
-	char *path;
-	struct ember_vm *vm = tiny_vm(&c, 1, &path);
-	REQUIRE_EQ(ember_vm_start(vm), 0);
-	CHECK_EQ(ember_vm_wait(vm), EMBER_EXIT_GUEST_FAILED);
-	CHECK(strstr(ember_vm_error(vm), "i8042") != NULL);
-	ember_vm_free(vm);
-	unlink(path);
-	free(path);
+        NEED_KVM();
+        struct tiny_code c = {0};
+        tiny_outb(&c, 0x64, 0xfe);
+        tiny_spin(&c);
+        char *path;
+        struct ember_vm *vm = tiny_vm(&c, 1, &path);
+        REQUIRE_EQ(ember_vm_start(vm), 0);
+        CHECK_EQ(ember_vm_wait(vm), EMBER_EXIT_GUEST_FAILED);
+        CHECK(strstr(ember_vm_error(vm), "i8042") != NULL);
+        ember_vm_free(vm);
+        unlink(path);
+        free(path);
 }
 
 static void t_serial_kernel_log(void)
 {
-	NEED_KVM();
-	struct tiny_code c = {0};
-	const char *msg = "hello from COM1\n";
-	for (const char *p = msg; *p; p++)
-		tiny_outb(&c, 0x3f8, (uint8_t)*p);
-	tiny_exit(&c, 3);
-	char *path = tiny_guest_write(&c);
-	REQUIRE(path);
-	char log[] = "/tmp/ember-serial-XXXXXX";
-	int fd = mkstemp(log);
-	REQUIRE(fd >= 0);
-	close(fd);
-	struct ember_builder *b = tiny_builder(path, 1);
-	REQUIRE_EQ(ember_builder_kernel_log(b, log), 0);
-	struct ember_vm *vm = NULL;
-	REQUIRE_EQ(ember_builder_build(b, &vm), 0);
-	ember_builder_free(b);
-	CHECK_EQ(ember_vm_run(vm), 3);
-	char buf[64] = {0};
-	fd = open(log, O_RDONLY);
-	REQUIRE(fd >= 0);
-	CHECK(read(fd, buf, sizeof(buf) - 1) > 0);
-	close(fd);
-	CHECK_STR(buf, msg);
-	unlink(log);
-	unlink(path);
-	free(path);
+        NEED_KVM();
+        struct tiny_code c = {0};
+        const char *msg = "hello from COM1\n";
+        for (const char *p = msg; *p; p++)
+                tiny_outb(&c, 0x3f8, (uint8_t)*p);
+        tiny_exit(&c, 3);
+        char *path = tiny_guest_write(&c);
+        REQUIRE(path);
+        char log[] = "/tmp/ember-serial-XXXXXX";
+        int fd = mkstemp(log);
+        REQUIRE(fd >= 0);
+        close(fd);
+        struct ember_builder *b = tiny_builder(path, 1);
+        REQUIRE_EQ(ember_builder_kernel_log(b, log), 0);
+        struct ember_vm *vm = NULL;
+        REQUIRE_EQ(ember_builder_build(b, &vm), 0);
+        ember_builder_free(b);
+        CHECK_EQ(ember_vm_run(vm), 3);
+        char buf[64] = {0};
+        fd = open(log, O_RDONLY);
+        REQUIRE(fd >= 0);
+        CHECK(read(fd, buf, sizeof(buf) - 1) > 0);
+        close(fd);
+        CHECK_STR(buf, msg);
+        unlink(log);
+        unlink(path);
+        free(path);
 }
 
 /* Port and MMIO accesses to addresses no device claims do not disturb the guest, and reads
  * return all-ones (checked by the guest, which reports what it read as its exit code). */
 static void t_unclaimed_io_reads_all_ones(void)
 {
-	NEED_KVM();
-	struct tiny_code c = {0};
-	/* mov edx, 0x2f0 ; in al, dx ; and al, 0x7f ; movzx eax, al ; or eax, EXIT<<24 ;
-	 * mov edx, port ; out dx, eax */
-	tiny_emit(&c, "\xba\xf0\x02\x00\x00\xec\x24\x7f\x0f\xb6\xc0", 11);
-	tiny_emit(&c, "\x0d", 1);
-	tiny_u32(&c, EMBER_ABI_CMD_EXIT << EMBER_ABI_CMD_SHIFT);
-	tiny_emit(&c, "\xba", 1);
-	tiny_u32(&c, EMBER_ABI_PORT);
-	tiny_emit(&c, "\xef", 1);
-	tiny_hlt(&c);
-	char *path;
-	struct ember_vm *vm = tiny_vm(&c, 1, &path);
-	CHECK_EQ(ember_vm_run(vm), 0x7f);
-	unlink(path);
-	free(path);
+        NEED_KVM();
+        struct tiny_code c = {0};
+        /* mov edx, 0x2f0 ; in al, dx ; and al, 0x7f ; movzx eax, al ; or eax, EXIT<<24 ;
+         * mov edx, port ; out dx, eax */
+        tiny_emit(&c, "\xba\xf0\x02\x00\x00\xec\x24\x7f\x0f\xb6\xc0", 11);
+        tiny_emit(&c, "\x0d", 1);
+        tiny_u32(&c, EMBER_ABI_CMD_EXIT << EMBER_ABI_CMD_SHIFT);
+        tiny_emit(&c, "\xba", 1);
+        tiny_u32(&c, EMBER_ABI_PORT);
+        tiny_emit(&c, "\xef", 1);
+        tiny_hlt(&c);
+        char *path;
+        struct ember_vm *vm = tiny_vm(&c, 1, &path);
+        CHECK_EQ(ember_vm_run(vm), 0x7f);
+        unlink(path);
+        free(path);
 }
 
 static void t_status_port_reads_magic(void)
 {
-	NEED_KVM();
-	struct tiny_code c = {0};
-	/* mov edx, port ; in eax, dx ; cmp eax, MAGIC ; jne +N(fail) ; exit 9 ; fail: exit 8 */
-	tiny_emit(&c, "\xba", 1);
-	tiny_u32(&c, EMBER_ABI_PORT);
-	tiny_emit(&c, "\xed\x3d", 2);
-	tiny_u32(&c, EMBER_ABI_PORT_MAGIC);
-	struct tiny_code ok = {0};
-	tiny_exit(&ok, 9);
-	uint8_t jne[2] = {0x75, (uint8_t)ok.n};
-	tiny_emit(&c, jne, 2);
-	tiny_emit(&c, ok.b, ok.n);
-	tiny_exit(&c, 8);
-	char *path;
-	struct ember_vm *vm = tiny_vm(&c, 1, &path);
-	CHECK_EQ(ember_vm_run(vm), 9);
-	unlink(path);
-	free(path);
+        NEED_KVM();
+        struct tiny_code c = {0};
+        /* mov edx, port ; in eax, dx ; cmp eax, MAGIC ; jne +N(fail) ; exit 9 ; fail: exit 8 */
+        tiny_emit(&c, "\xba", 1);
+        tiny_u32(&c, EMBER_ABI_PORT);
+        tiny_emit(&c, "\xed\x3d", 2);
+        tiny_u32(&c, EMBER_ABI_PORT_MAGIC);
+        struct tiny_code ok = {0};
+        tiny_exit(&ok, 9);
+        uint8_t jne[2] = {0x75, (uint8_t)ok.n};
+        tiny_emit(&c, jne, 2);
+        tiny_emit(&c, ok.b, ok.n);
+        tiny_exit(&c, 8);
+        char *path;
+        struct ember_vm *vm = tiny_vm(&c, 1, &path);
+        CHECK_EQ(ember_vm_run(vm), 9);
+        unlink(path);
+        free(path);
 }
 
 struct trigger_arg {
-	struct ember_exit_handle h;
-	int delay_ms;
+        struct ember_exit_handle h;
+        int delay_ms;
 };
 
 static void *trigger_later(void *p)
 {
-	struct trigger_arg *a = p;
-	struct timespec ts = {a->delay_ms / 1000, (a->delay_ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-	ember_exit_handle_trigger(a->h);
-	ember_exit_handle_trigger(a->h); /* idempotent */
-	return NULL;
+        struct trigger_arg *a = p;
+        struct timespec ts = {a->delay_ms / 1000, (a->delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        ember_exit_handle_trigger(a->h);
+        ember_exit_handle_trigger(a->h); /* idempotent */
+        return NULL;
 }
 
 static void t_exit_handle_stops_spinning_guest(void)
 {
-	NEED_KVM();
-	struct tiny_code c = {0};
-	tiny_spin(&c);
-	char *path;
-	struct ember_vm *vm = tiny_vm(&c, 2, &path);
-	struct trigger_arg a = {.delay_ms = 200};
-	REQUIRE_EQ(ember_vm_exit_handle(vm, &a.h), 0);
-	atomic_int *code = ember_vm_exit_code(vm);
-	CHECK_EQ(atomic_load(code), EMBER_EXIT_CODE_UNSET);
-	pthread_t t;
-	REQUIRE_EQ(pthread_create(&t, NULL, trigger_later, &a), 0);
-	REQUIRE_EQ(ember_vm_start(vm), 0);
-	CHECK_EQ(ember_vm_wait(vm), EMBER_EXIT_STOPPED);
-	CHECK_EQ(atomic_load(code), EMBER_EXIT_STOPPED);
-	pthread_join(t, NULL);
-	ember_vm_free(vm);
-	/* The handle outlives the VM: triggering now is harmless. */
-	CHECK_EQ(ember_exit_handle_trigger(a.h), 0);
-	ember_exit_handle_release(&a.h);
-	CHECK_EQ(a.h.fd, -1);
-	unlink(path);
-	free(path);
+        NEED_KVM();
+        struct tiny_code c = {0};
+        tiny_spin(&c);
+        char *path;
+        struct ember_vm *vm = tiny_vm(&c, 2, &path);
+        struct trigger_arg a = {.delay_ms = 200};
+        REQUIRE_EQ(ember_vm_exit_handle(vm, &a.h), 0);
+        atomic_int *code = ember_vm_exit_code(vm);
+        CHECK_EQ(atomic_load(code), EMBER_EXIT_CODE_UNSET);
+        pthread_t t;
+        REQUIRE_EQ(pthread_create(&t, NULL, trigger_later, &a), 0);
+        REQUIRE_EQ(ember_vm_start(vm), 0);
+        CHECK_EQ(ember_vm_wait(vm), EMBER_EXIT_STOPPED);
+        CHECK_EQ(atomic_load(code), EMBER_EXIT_STOPPED);
+        pthread_join(t, NULL);
+        ember_vm_free(vm);
+        /* The handle outlives the VM: triggering now is harmless. */
+        CHECK_EQ(ember_exit_handle_trigger(a.h), 0);
+        ember_exit_handle_release(&a.h);
+        CHECK_EQ(a.h.fd, -1);
+        unlink(path);
+        free(path);
 }
 
 static void t_metrics_count_exits(void)
 {
-	NEED_KVM();
-	struct tiny_code c = {0};
-	tiny_out_loop(&c, 0x2f0, 100);
-	tiny_exit(&c, 0);
-	char *path;
-	struct ember_vm *vm = tiny_vm(&c, 1, &path);
-	struct ember_metrics *m = ember_vm_metrics(vm);
-	REQUIRE(m);
-	struct ember_metrics_sample s;
-	REQUIRE_EQ(ember_metrics_sample(m, &s), 0);
-	CHECK_EQ(s.running, 0);
-	CHECK_EQ(s.exits_total, 0);
-	CHECK_EQ(s.memory_bytes, 64u << 20);
-	CHECK_EQ(ember_vm_run(vm), 0);
-	/* The VM is gone; the handle still reports its final values. */
-	REQUIRE_EQ(ember_metrics_sample(m, &s), 0);
-	CHECK_EQ(s.running, 0);
-	CHECK(s.exits_io >= 101);
-	CHECK(s.exits_total >= s.exits_io);
-	CHECK(s.uptime_ns > 0);
-	CHECK(s.vcpu_time_ns > 0);
-	CHECK_EQ(s.host_resident_bytes, 0);
-	ember_metrics_release(m);
-	unlink(path);
-	free(path);
+        NEED_KVM();
+        struct tiny_code c = {0};
+        tiny_out_loop(&c, 0x2f0, 100);
+        tiny_exit(&c, 0);
+        char *path;
+        struct ember_vm *vm = tiny_vm(&c, 1, &path);
+        struct ember_metrics *m = ember_vm_metrics(vm);
+        REQUIRE(m);
+        struct ember_metrics_sample s;
+        REQUIRE_EQ(ember_metrics_sample(m, &s), 0);
+        CHECK_EQ(s.running, 0);
+        CHECK_EQ(s.exits_total, 0);
+        CHECK_EQ(s.memory_bytes, 64u << 20);
+        CHECK_EQ(ember_vm_run(vm), 0);
+        /* The VM is gone; the handle still reports its final values. */
+        REQUIRE_EQ(ember_metrics_sample(m, &s), 0);
+        CHECK_EQ(s.running, 0);
+        CHECK(s.exits_io >= 101);
+        CHECK(s.exits_total >= s.exits_io);
+        CHECK(s.uptime_ns > 0);
+        CHECK(s.vcpu_time_ns > 0);
+        CHECK_EQ(s.host_resident_bytes, 0);
+        ember_metrics_release(m);
+        unlink(path);
+        free(path);
 }
 
 static void t_metrics_while_running(void)
 {
-	NEED_KVM();
-	struct tiny_code c = {0};
-	tiny_spin(&c);
-	char *path;
-	struct ember_vm *vm = tiny_vm(&c, 1, &path);
-	struct ember_metrics *m = ember_vm_metrics(vm);
-	REQUIRE_EQ(ember_vm_start(vm), 0);
-	struct timespec ts = {0, 100 * 1000000L};
-	nanosleep(&ts, NULL);
-	struct ember_metrics_sample s;
-	REQUIRE_EQ(ember_metrics_sample(m, &s), 0);
-	CHECK_EQ(s.running, 1);
-	CHECK(s.uptime_ns > 0);
-	CHECK(s.host_resident_bytes > 0); /* the kernel image and boot structures were written */
-	CHECK(s.host_resident_bytes <= s.memory_bytes);
-	struct ember_exit_handle h;
-	REQUIRE_EQ(ember_vm_exit_handle(vm, &h), 0);
-	ember_exit_handle_trigger(h);
-	ember_exit_handle_release(&h);
-	CHECK_EQ(ember_vm_wait(vm), EMBER_EXIT_STOPPED);
-	ember_vm_free(vm);
-	ember_metrics_release(m);
-	unlink(path);
-	free(path);
+        NEED_KVM();
+        struct tiny_code c = {0};
+        tiny_spin(&c);
+        char *path;
+        struct ember_vm *vm = tiny_vm(&c, 1, &path);
+        struct ember_metrics *m = ember_vm_metrics(vm);
+        REQUIRE_EQ(ember_vm_start(vm), 0);
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+        struct ember_metrics_sample s;
+        REQUIRE_EQ(ember_metrics_sample(m, &s), 0);
+        CHECK_EQ(s.running, 1);
+        CHECK(s.uptime_ns > 0);
+        CHECK(s.host_resident_bytes > 0); /* the kernel image and boot structures were written */
+        CHECK(s.host_resident_bytes <= s.memory_bytes);
+        struct ember_exit_handle h;
+        REQUIRE_EQ(ember_vm_exit_handle(vm, &h), 0);
+        ember_exit_handle_trigger(h);
+        ember_exit_handle_release(&h);
+        CHECK_EQ(ember_vm_wait(vm), EMBER_EXIT_STOPPED);
+        ember_vm_free(vm);
+        ember_metrics_release(m);
+        unlink(path);
+        free(path);
 }
 
 static int observed[4], nobserved;
 static void observer(int code, void *user)
 {
-	if (nobserved < 4)
-		observed[nobserved++] = code * 10 + (int)(intptr_t)user;
+        if (nobserved < 4)
+                observed[nobserved++] = code * 10 + (int)(intptr_t)user;
 }
 
 static void t_observers_run_in_order_after_code_set(void)
 {
-	NEED_KVM();
-	struct tiny_code c = {0};
-	tiny_exit(&c, 5);
-	char *path = tiny_guest_write(&c);
-	REQUIRE(path);
-	struct ember_builder *b = tiny_builder(path, 1);
-	REQUIRE_EQ(ember_builder_on_exit(b, observer, (void *)1), 0);
-	REQUIRE_EQ(ember_builder_on_exit(b, observer, (void *)2), 0);
-	struct ember_vm *vm = NULL;
-	REQUIRE_EQ(ember_builder_build(b, &vm), 0);
-	ember_builder_free(b);
-	nobserved = 0;
-	CHECK_EQ(ember_vm_run(vm), 5);
-	CHECK_EQ(nobserved, 2);
-	CHECK_EQ(observed[0], 51);
-	CHECK_EQ(observed[1], 52);
-	unlink(path);
-	free(path);
+        NEED_KVM();
+        struct tiny_code c = {0};
+        tiny_exit(&c, 5);
+        char *path = tiny_guest_write(&c);
+        REQUIRE(path);
+        struct ember_builder *b = tiny_builder(path, 1);
+        REQUIRE_EQ(ember_builder_on_exit(b, observer, (void *)1), 0);
+        REQUIRE_EQ(ember_builder_on_exit(b, observer, (void *)2), 0);
+        struct ember_vm *vm = NULL;
+        REQUIRE_EQ(ember_builder_build(b, &vm), 0);
+        ember_builder_free(b);
+        nobserved = 0;
+        CHECK_EQ(ember_vm_run(vm), 5);
+        CHECK_EQ(nobserved, 2);
+        CHECK_EQ(observed[0], 51);
+        CHECK_EQ(observed[1], 52);
+        unlink(path);
+        free(path);
 }
 
 /* Several VMs at once from one thread, each with its own code. */
 static void t_concurrent_vms(void)
 {
-	NEED_KVM();
-	struct ember_vm *vm[3];
-	char *path[3];
-	for (int i = 0; i < 3; i++) {
-		struct tiny_code c = {0};
-		tiny_exit(&c, (uint8_t)(10 + i));
-		vm[i] = tiny_vm(&c, 1, &path[i]);
-	}
-	for (int i = 0; i < 3; i++)
-		REQUIRE_EQ(ember_vm_start(vm[i]), 0);
-	for (int i = 0; i < 3; i++) {
-		CHECK_EQ(ember_vm_wait(vm[i]), 10 + i);
-		ember_vm_free(vm[i]);
-		unlink(path[i]);
-		free(path[i]);
-	}
+        NEED_KVM();
+        struct ember_vm *vm[3];
+        char *path[3];
+        for (int i = 0; i < 3; i++) {
+                struct tiny_code c = {0};
+                tiny_exit(&c, (uint8_t)(10 + i));
+                vm[i] = tiny_vm(&c, 1, &path[i]);
+        }
+        for (int i = 0; i < 3; i++)
+                REQUIRE_EQ(ember_vm_start(vm[i]), 0);
+        for (int i = 0; i < 3; i++) {
+                CHECK_EQ(ember_vm_wait(vm[i]), 10 + i);
+                ember_vm_free(vm[i]);
+                unlink(path[i]);
+                free(path[i]);
+        }
 }
 
 static int count_fds(void)
 {
-	int n = 0;
-	for (int fd = 0; fd < 4096; fd++)
-		if (fcntl(fd, F_GETFD) != -1)
-			n++;
-	return n;
+        int n = 0;
+        for (int fd = 0; fd < 4096; fd++)
+                if (fcntl(fd, F_GETFD) != -1)
+                        n++;
+        return n;
 }
 
 static void t_many_vms_no_fd_leak(void)
 {
-	NEED_KVM();
-	struct tiny_code c = {0};
-	tiny_exit(&c, 0);
-	char *path = tiny_guest_write(&c);
-	REQUIRE(path);
-	int before = count_fds();
-	for (int i = 0; i < 10; i++) {
-		struct ember_builder *b = tiny_builder(path, 2);
-		struct ember_vm *vm = NULL;
-		REQUIRE_EQ(ember_builder_build(b, &vm), 0);
-		ember_builder_free(b);
-		CHECK_EQ(ember_vm_run(vm), 0);
-	}
-	CHECK_EQ(count_fds(), before);
-	unlink(path);
-	free(path);
+        NEED_KVM();
+        struct tiny_code c = {0};
+        tiny_exit(&c, 0);
+        char *path = tiny_guest_write(&c);
+        REQUIRE(path);
+        int before = count_fds();
+        for (int i = 0; i < 10; i++) {
+                struct ember_builder *b = tiny_builder(path, 2);
+                struct ember_vm *vm = NULL;
+                REQUIRE_EQ(ember_builder_build(b, &vm), 0);
+                ember_builder_free(b);
+                CHECK_EQ(ember_vm_run(vm), 0);
+        }
+        CHECK_EQ(count_fds(), before);
+        unlink(path);
+        free(path);
 }
 
 int main(void)
 {
-	T_RUN(t_status_port_exit_code);
-	T_RUN(t_crash_without_status_is_guest_failure);
-	T_RUN(t_i8042_reset_stops_vm);
-	T_RUN(t_serial_kernel_log);
-	T_RUN(t_unclaimed_io_reads_all_ones);
-	T_RUN(t_status_port_reads_magic);
-	T_RUN(t_exit_handle_stops_spinning_guest);
-	T_RUN(t_metrics_count_exits);
-	T_RUN(t_metrics_while_running);
-	T_RUN(t_observers_run_in_order_after_code_set);
-	T_RUN(t_concurrent_vms);
-	T_RUN(t_many_vms_no_fd_leak);
-	return T_DONE();
+        T_RUN(t_status_port_exit_code);
+        T_RUN(t_crash_without_status_is_guest_failure);
+        T_RUN(t_i8042_reset_stops_vm);
+        T_RUN(t_serial_kernel_log);
+        T_RUN(t_unclaimed_io_reads_all_ones);
+        T_RUN(t_status_port_reads_magic);
+        T_RUN(t_exit_handle_stops_spinning_guest);
+        T_RUN(t_metrics_count_exits);
+        T_RUN(t_metrics_while_running);
+        T_RUN(t_observers_run_in_order_after_code_set);
+        T_RUN(t_concurrent_vms);
+        T_RUN(t_many_vms_no_fd_leak);
+        return T_DONE();
 }

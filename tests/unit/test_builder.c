@@ -12,198 +12,198 @@ static char *tiny_kernel;
 
 static struct ember_builder *valid_builder(void)
 {
-	struct ember_builder *b = ember_builder_new();
-	REQUIRE(b);
-	REQUIRE_EQ(ember_builder_kernel(b, tiny_kernel), 0);
-	REQUIRE_EQ(ember_builder_exec(b, "/bin/true", NULL), 0);
-	return b;
+        struct ember_builder *b = ember_builder_new();
+        REQUIRE(b);
+        REQUIRE_EQ(ember_builder_kernel(b, tiny_kernel), 0);
+        REQUIRE_EQ(ember_builder_exec(b, "/bin/true", NULL), 0);
+        return b;
 }
 
 /* Builds and expects a failure with `code` whose detail contains `needle`. */
 static void expect_build_error(struct ember_builder *b, enum ember_error code, const char *needle)
 {
-	struct ember_vm *vm = NULL;
-	int rc = ember_builder_build(b, &vm);
-	CHECK(rc < 0);
-	CHECK(vm == NULL);
-	if (ember_builder_error_code(b) != code)
-		FAILF("error %s (%s), expected %s", ember_error_name(ember_builder_error_code(b)),
-		      ember_builder_error(b), ember_error_name(code));
-	if (!strstr(ember_builder_error(b), needle))
-		FAILF("detail '%s' does not mention '%s'", ember_builder_error(b), needle);
-	ember_vm_free(vm);
+        struct ember_vm *vm = NULL;
+        int rc = ember_builder_build(b, &vm);
+        CHECK(rc < 0);
+        CHECK(vm == NULL);
+        if (ember_builder_error_code(b) != code)
+                FAILF("error %s (%s), expected %s", ember_error_name(ember_builder_error_code(b)),
+                      ember_builder_error(b), ember_error_name(code));
+        if (!strstr(ember_builder_error(b), needle))
+                FAILF("detail '%s' does not mention '%s'", ember_builder_error(b), needle);
+        ember_vm_free(vm);
 }
 
 static void t_zero_vcpus(void)
 {
-	struct ember_builder *b = valid_builder();
-	ember_builder_machine(b, 0, 128);
-	expect_build_error(b, EMBER_ERR_VCPUS, "0 vCPUs");
-	ember_builder_machine(b, 100000, 128);
-	expect_build_error(b, EMBER_ERR_VCPUS, "at most");
-	ember_builder_free(b);
+        struct ember_builder *b = valid_builder();
+        ember_builder_machine(b, 0, 128);
+        expect_build_error(b, EMBER_ERR_VCPUS, "0 vCPUs");
+        ember_builder_machine(b, 100000, 128);
+        expect_build_error(b, EMBER_ERR_VCPUS, "at most");
+        ember_builder_free(b);
 }
 
 static void t_memory_bounds(void)
 {
-	struct ember_builder *b = valid_builder();
-	ember_builder_machine(b, 1, 4);
-	expect_build_error(b, EMBER_ERR_MEMORY, "too small");
-	ember_builder_machine(b, 1, 999999999);
-	expect_build_error(b, EMBER_ERR_MEMORY, "too large");
-	ember_builder_free(b);
+        struct ember_builder *b = valid_builder();
+        ember_builder_machine(b, 1, 4);
+        expect_build_error(b, EMBER_ERR_MEMORY, "too small");
+        ember_builder_machine(b, 1, 999999999);
+        expect_build_error(b, EMBER_ERR_MEMORY, "too large");
+        ember_builder_free(b);
 }
 
 static void t_kernel_missing_or_garbage(void)
 {
-	struct ember_builder *b = ember_builder_new();
-	ember_builder_exec(b, "/bin/true", NULL);
-	expect_build_error(b, EMBER_ERR_KERNEL, "no kernel");
-	ember_builder_kernel(b, "/nonexistent/vmlinux");
-	expect_build_error(b, EMBER_ERR_KERNEL, "/nonexistent/vmlinux");
+        struct ember_builder *b = ember_builder_new();
+        ember_builder_exec(b, "/bin/true", NULL);
+        expect_build_error(b, EMBER_ERR_KERNEL, "no kernel");
+        ember_builder_kernel(b, "/nonexistent/vmlinux");
+        expect_build_error(b, EMBER_ERR_KERNEL, "/nonexistent/vmlinux");
 
-	char garbage[] = "/tmp/ember-garbage-XXXXXX";
-	int fd = mkstemp(garbage);
-	REQUIRE(fd >= 0);
-	char junk[8192];
-	for (size_t i = 0; i < sizeof(junk); i++)
-		junk[i] = (char)(i * 131 + 7);
-	REQUIRE_EQ(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
-	close(fd);
-	ember_builder_kernel(b, garbage);
-	expect_build_error(b, EMBER_ERR_KERNEL, "not a bzImage");
+        char garbage[] = "/tmp/ember-garbage-XXXXXX";
+        int fd = mkstemp(garbage);
+        REQUIRE(fd >= 0);
+        char junk[8192];
+        for (size_t i = 0; i < sizeof(junk); i++)
+                junk[i] = (char)(i * 131 + 7);
+        REQUIRE_EQ(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+        close(fd);
+        ember_builder_kernel(b, garbage);
+        expect_build_error(b, EMBER_ERR_KERNEL, "not a bzImage");
 
-	fd = open(garbage, O_WRONLY | O_TRUNC);
-	close(fd);
-	expect_build_error(b, EMBER_ERR_KERNEL, "0 bytes");
-	unlink(garbage);
+        fd = open(garbage, O_WRONLY | O_TRUNC);
+        close(fd);
+        expect_build_error(b, EMBER_ERR_KERNEL, "0 bytes");
+        unlink(garbage);
 
-	ember_builder_kernel(b, "/tmp");
-	expect_build_error(b, EMBER_ERR_KERNEL, "not a regular file");
-	ember_builder_free(b);
+        ember_builder_kernel(b, "/tmp");
+        expect_build_error(b, EMBER_ERR_KERNEL, "not a regular file");
+        ember_builder_free(b);
 }
 
 static void t_rootfs_missing_or_not_dir(void)
 {
-	struct ember_builder *b = valid_builder();
-	ember_builder_fs_root(b, "/nonexistent/root");
-	expect_build_error(b, EMBER_ERR_ROOTFS, "/nonexistent/root");
-	ember_builder_fs_root(b, tiny_kernel);
-	expect_build_error(b, EMBER_ERR_ROOTFS, "not a directory");
-	ember_builder_free(b);
+        struct ember_builder *b = valid_builder();
+        ember_builder_fs_root(b, "/nonexistent/root");
+        expect_build_error(b, EMBER_ERR_ROOTFS, "/nonexistent/root");
+        ember_builder_fs_root(b, tiny_kernel);
+        expect_build_error(b, EMBER_ERR_ROOTFS, "not a directory");
+        ember_builder_free(b);
 }
 
 static void t_no_command(void)
 {
-	struct ember_builder *b = ember_builder_new();
-	ember_builder_kernel(b, tiny_kernel);
-	expect_build_error(b, EMBER_ERR_EXEC, "no command");
-	CHECK(ember_builder_exec(b, "", NULL) < 0);
-	CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_EXEC);
-	ember_builder_free(b);
+        struct ember_builder *b = ember_builder_new();
+        ember_builder_kernel(b, tiny_kernel);
+        expect_build_error(b, EMBER_ERR_EXEC, "no command");
+        CHECK(ember_builder_exec(b, "", NULL) < 0);
+        CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_EXEC);
+        ember_builder_free(b);
 }
 
 static void t_env_validation(void)
 {
-	struct ember_builder *b = valid_builder();
-	CHECK_EQ(ember_builder_exec_env_str(b, "NOEQUALS"), -EINVAL);
-	CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_ENV);
-	CHECK(strstr(ember_builder_error(b), "NOEQUALS") != NULL);
-	CHECK_EQ(ember_builder_exec_env_str(b, "=value"), -EINVAL);
-	CHECK_EQ(ember_builder_exec_env(b, "A=B", "c"), -EINVAL);
-	CHECK_EQ(ember_builder_exec_env(b, "", "c"), -EINVAL);
-	/* Values may hold anything but NUL: spaces, quotes, '=', newlines. */
-	CHECK_EQ(ember_builder_exec_env(b, "A", "x y \"z\" = '\n"), 0);
-	CHECK_EQ(ember_builder_exec_env_str(b, "A=replaced"), 0);
-	ember_builder_free(b);
+        struct ember_builder *b = valid_builder();
+        CHECK_EQ(ember_builder_exec_env_str(b, "NOEQUALS"), -EINVAL);
+        CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_ENV);
+        CHECK(strstr(ember_builder_error(b), "NOEQUALS") != NULL);
+        CHECK_EQ(ember_builder_exec_env_str(b, "=value"), -EINVAL);
+        CHECK_EQ(ember_builder_exec_env(b, "A=B", "c"), -EINVAL);
+        CHECK_EQ(ember_builder_exec_env(b, "", "c"), -EINVAL);
+        /* Values may hold anything but NUL: spaces, quotes, '=', newlines. */
+        CHECK_EQ(ember_builder_exec_env(b, "A", "x y \"z\" = '\n"), 0);
+        CHECK_EQ(ember_builder_exec_env_str(b, "A=replaced"), 0);
+        ember_builder_free(b);
 }
 
 static void t_workdir_rlimit_hostname(void)
 {
-	struct ember_builder *b = valid_builder();
-	CHECK_EQ(ember_builder_exec_workdir(b, "relative/dir"), -EINVAL);
-	CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_WORKDIR);
-	CHECK_EQ(ember_builder_exec_workdir(b, "/tmp"), 0);
-	CHECK_EQ(ember_builder_exec_rlimit(b, "bogus", 1, 2), -EINVAL);
-	CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_RLIMIT);
-	CHECK(strstr(ember_builder_error(b), "bogus") != NULL);
-	CHECK_EQ(ember_builder_exec_rlimit(b, "nofile", 10, 5), -EINVAL);
-	CHECK(strstr(ember_builder_error(b), "soft") != NULL);
-	CHECK_EQ(ember_builder_exec_rlimit(b, "nofile", 100, 200), 0);
-	CHECK_EQ(ember_builder_exec_rlimit(b, "RLIMIT_NPROC", 100, 200), 0);
-	CHECK_EQ(ember_builder_exec_hostname(b, ""), -EINVAL);
-	CHECK_EQ(ember_builder_exec_hostname(b, "guest"), 0);
-	ember_builder_free(b);
+        struct ember_builder *b = valid_builder();
+        CHECK_EQ(ember_builder_exec_workdir(b, "relative/dir"), -EINVAL);
+        CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_WORKDIR);
+        CHECK_EQ(ember_builder_exec_workdir(b, "/tmp"), 0);
+        CHECK_EQ(ember_builder_exec_rlimit(b, "bogus", 1, 2), -EINVAL);
+        CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_RLIMIT);
+        CHECK(strstr(ember_builder_error(b), "bogus") != NULL);
+        CHECK_EQ(ember_builder_exec_rlimit(b, "nofile", 10, 5), -EINVAL);
+        CHECK(strstr(ember_builder_error(b), "soft") != NULL);
+        CHECK_EQ(ember_builder_exec_rlimit(b, "nofile", 100, 200), 0);
+        CHECK_EQ(ember_builder_exec_rlimit(b, "RLIMIT_NPROC", 100, 200), 0);
+        CHECK_EQ(ember_builder_exec_hostname(b, ""), -EINVAL);
+        CHECK_EQ(ember_builder_exec_hostname(b, "guest"), 0);
+        ember_builder_free(b);
 }
 
 static void t_cmdline_validation(void)
 {
-	struct ember_builder *b = valid_builder();
-	CHECK_EQ(ember_builder_kernel_cmdline(b, "a\nb"), -EINVAL);
-	CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_CMDLINE);
-	/* Longer than a PVH kernel takes (2047 bytes). */
-	char big[3000];
-	memset(big, 'x', sizeof(big) - 1);
-	big[sizeof(big) - 1] = 0;
-	CHECK_EQ(ember_builder_kernel_cmdline(b, big), 0);
-	expect_build_error(b, EMBER_ERR_CMDLINE, "command line");
-	ember_builder_free(b);
+        struct ember_builder *b = valid_builder();
+        CHECK_EQ(ember_builder_kernel_cmdline(b, "a\nb"), -EINVAL);
+        CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_CMDLINE);
+        /* Longer than a PVH kernel takes (2047 bytes). */
+        char big[3000];
+        memset(big, 'x', sizeof(big) - 1);
+        big[sizeof(big) - 1] = 0;
+        CHECK_EQ(ember_builder_kernel_cmdline(b, big), 0);
+        expect_build_error(b, EMBER_ERR_CMDLINE, "command line");
+        ember_builder_free(b);
 }
 
 static void t_observers_and_null_args(void)
 {
-	struct ember_builder *b = valid_builder();
-	CHECK_EQ(ember_builder_on_exit(b, NULL, NULL), -EINVAL);
-	CHECK_EQ(ember_builder_kernel(b, NULL), -EINVAL);
-	CHECK_EQ(ember_builder_console_fds(b, -5, 1, 2), -EBADF);
-	CHECK_EQ(ember_builder_machine(NULL, 1, 1), -EINVAL);
-	CHECK_EQ(ember_builder_build(NULL, NULL), -EINVAL);
-	CHECK_EQ(ember_vm_run(NULL), -EINVAL);
-	CHECK_EQ(ember_vm_start(NULL), -EINVAL);
-	ember_vm_free(NULL);
-	ember_builder_free(NULL);
-	ember_builder_free(b);
+        struct ember_builder *b = valid_builder();
+        CHECK_EQ(ember_builder_on_exit(b, NULL, NULL), -EINVAL);
+        CHECK_EQ(ember_builder_kernel(b, NULL), -EINVAL);
+        CHECK_EQ(ember_builder_console_fds(b, -5, 1, 2), -EBADF);
+        CHECK_EQ(ember_builder_machine(NULL, 1, 1), -EINVAL);
+        CHECK_EQ(ember_builder_build(NULL, NULL), -EINVAL);
+        CHECK_EQ(ember_vm_run(NULL), -EINVAL);
+        CHECK_EQ(ember_vm_start(NULL), -EINVAL);
+        ember_vm_free(NULL);
+        ember_builder_free(NULL);
+        ember_builder_free(b);
 }
 
 static void t_error_names(void)
 {
-	CHECK_STR(ember_error_name(EMBER_ERR_KERNEL), "EMBER_ERR_KERNEL");
-	CHECK_STR(ember_error_name(EMBER_ERR_NO_GUEST_SUPPORT), "EMBER_ERR_NO_GUEST_SUPPORT");
-	CHECK_STR(ember_error_name((enum ember_error)999), "EMBER_ERR_UNKNOWN");
-	CHECK(ember_version()[0] != 0);
+        CHECK_STR(ember_error_name(EMBER_ERR_KERNEL), "EMBER_ERR_KERNEL");
+        CHECK_STR(ember_error_name(EMBER_ERR_NO_GUEST_SUPPORT), "EMBER_ERR_NO_GUEST_SUPPORT");
+        CHECK_STR(ember_error_name((enum ember_error)999), "EMBER_ERR_UNKNOWN");
+        CHECK(ember_version()[0] != 0);
 }
 
 static void t_exit_handle_without_vm(void)
 {
-	struct ember_exit_handle h = {-1};
-	CHECK_EQ(ember_exit_handle_trigger(h), -EBADF);
-	ember_exit_handle_release(&h);
-	CHECK_EQ(ember_vm_exit_handle(NULL, &h), -EINVAL);
-	CHECK(ember_vm_metrics(NULL) == NULL);
-	CHECK_EQ(ember_metrics_sample(NULL, NULL), -EINVAL);
+        struct ember_exit_handle h = {-1};
+        CHECK_EQ(ember_exit_handle_trigger(h), -EBADF);
+        ember_exit_handle_release(&h);
+        CHECK_EQ(ember_vm_exit_handle(NULL, &h), -EINVAL);
+        CHECK(ember_vm_metrics(NULL) == NULL);
+        CHECK_EQ(ember_metrics_sample(NULL, NULL), -EINVAL);
 }
 
 int main(void)
 {
-	struct tiny_code c = {0};
-	tiny_exit(&c, 0);
-	tiny_kernel = tiny_guest_write(&c);
-	if (!tiny_kernel) {
-		printf("FAIL setup: cannot write a tiny kernel\n");
-		return 1;
-	}
-	T_RUN(t_zero_vcpus);
-	T_RUN(t_memory_bounds);
-	T_RUN(t_kernel_missing_or_garbage);
-	T_RUN(t_rootfs_missing_or_not_dir);
-	T_RUN(t_no_command);
-	T_RUN(t_env_validation);
-	T_RUN(t_workdir_rlimit_hostname);
-	T_RUN(t_cmdline_validation);
-	T_RUN(t_observers_and_null_args);
-	T_RUN(t_error_names);
-	T_RUN(t_exit_handle_without_vm);
-	unlink(tiny_kernel);
-	free(tiny_kernel);
-	return T_DONE();
+        struct tiny_code c = {0};
+        tiny_exit(&c, 0);
+        tiny_kernel = tiny_guest_write(&c);
+        if (!tiny_kernel) {
+                printf("FAIL setup: cannot write a tiny kernel\n");
+                return 1;
+        }
+        T_RUN(t_zero_vcpus);
+        T_RUN(t_memory_bounds);
+        T_RUN(t_kernel_missing_or_garbage);
+        T_RUN(t_rootfs_missing_or_not_dir);
+        T_RUN(t_no_command);
+        T_RUN(t_env_validation);
+        T_RUN(t_workdir_rlimit_hostname);
+        T_RUN(t_cmdline_validation);
+        T_RUN(t_observers_and_null_args);
+        T_RUN(t_error_names);
+        T_RUN(t_exit_handle_without_vm);
+        unlink(tiny_kernel);
+        free(tiny_kernel);
+        return T_DONE();
 }

@@ -212,21 +212,21 @@ static void t_cpuid_amd_topology(void)
  * with AVX): the AVX component is dropped and the sizes recomputed; with AVX it is kept. */
 static void t_cpuid_xsave_consistent_with_features(void)
 {
-	for (int avx = 0; avx <= 1; avx++) {
-		amd_table();
-		struct kvm_cpuid_entry2 *f1 = get(1, 0);
-		f1->ecx = avx ? (f1->ecx | (1u << 28)) : (f1->ecx & ~(1u << 28));
-		add(0xd, 0, SIG, 0x7, 0x340, 0x340, 0);
-		add(0xd, 1, SIG, 0x5, 0, 0, 0);
-		add(0xd, 2, SIG, 0x100, 0x240, 0, 0);
-		ntab = x86_cpuid_adjust(tab, ntab, 64, 0, 1);
-		struct kvm_cpuid_entry2 *xs = get(0xd, 0), *ymm = get(0xd, 2);
-		REQUIRE(xs && ymm);
-		CHECK_EQ(xs->eax, avx ? 0x7 : 0x3);
-		CHECK_EQ(xs->ebx, avx ? 0x340 : 576);
-		CHECK_EQ(xs->ecx, avx ? 0x340 : 576);
-		CHECK_EQ(ymm->eax, avx ? 0x100 : 0);
-	}
+        for (int avx = 0; avx <= 1; avx++) {
+                amd_table();
+                struct kvm_cpuid_entry2 *f1 = get(1, 0);
+                f1->ecx = avx ? (f1->ecx | (1u << 28)) : (f1->ecx & ~(1u << 28));
+                add(0xd, 0, SIG, 0x7, 0x340, 0x340, 0);
+                add(0xd, 1, SIG, 0x5, 0, 0, 0);
+                add(0xd, 2, SIG, 0x100, 0x240, 0, 0);
+                ntab = x86_cpuid_adjust(tab, ntab, 64, 0, 1);
+                struct kvm_cpuid_entry2 *xs = get(0xd, 0), *ymm = get(0xd, 2);
+                REQUIRE(xs && ymm);
+                CHECK_EQ(xs->eax, avx ? 0x7 : 0x3);
+                CHECK_EQ(xs->ebx, avx ? 0x340 : 576);
+                CHECK_EQ(xs->ecx, avx ? 0x340 : 576);
+                CHECK_EQ(ymm->eax, avx ? 0x100 : 0);
+        }
 }
 
 static void t_regs_long_mode(void)

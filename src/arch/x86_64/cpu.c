@@ -147,35 +147,35 @@ static struct kvm_cpuid_entry2 *cpuid_add(struct cpuid_table *c, uint32_t functi
  * TCG, whose EPYC model has no AVX while the host's XSAVE leaf describes AVX state). */
 static void xsave_leaf_trim(struct cpuid_table *c)
 {
-	struct kvm_cpuid_entry2 *xs = cpuid_find(c, LEAF_XSAVE, 0);
-	struct kvm_cpuid_entry2 *f1 = cpuid_find(c, LEAF_FEATURES, 0);
-	struct kvm_cpuid_entry2 *f7 = cpuid_find(c, LEAF_EXT_FEATURES, 0);
-	if (!xs || !f1)
-		return;
-	uint32_t drop = 0;
-	if (!(f1->ecx & F1_ECX_AVX))
-		drop |= 1u << 2 | 0xe0u; /* AVX, and AVX-512 which needs it */
-	if (!f7 || !(f7->ebx & F7_EBX_AVX512F))
-		drop |= 0xe0u; /* opmask, ZMM_Hi256, Hi16_ZMM */
-	if (!f7 || !(f7->ebx & F7_EBX_MPX))
-		drop |= 0x18u; /* BNDREGS, BNDCSR */
-	if (!(xs->eax & drop))
-		return;
-	xs->eax &= ~drop;
-	uint32_t size = XSAVE_LEGACY_SIZE;
-	for (uint32_t i = 0; i < c->nent; i++) {
-		struct kvm_cpuid_entry2 *e = &c->entries[i];
-		if (e->function != LEAF_XSAVE || e->index < 2 || e->index >= 32)
-			continue;
-		if (drop & (1u << e->index)) {
-			e->eax = e->ebx = e->ecx = e->edx = 0;
-			continue;
-		}
-		if ((xs->eax & (1u << e->index)) && e->eax + e->ebx > size)
-			size = e->eax + e->ebx; /* size + offset of a user state component */
-	}
-	xs->ebx = size; /* KVM recomputes this from the guest's XCR0 as it changes */
-	xs->ecx = size;
+        struct kvm_cpuid_entry2 *xs = cpuid_find(c, LEAF_XSAVE, 0);
+        struct kvm_cpuid_entry2 *f1 = cpuid_find(c, LEAF_FEATURES, 0);
+        struct kvm_cpuid_entry2 *f7 = cpuid_find(c, LEAF_EXT_FEATURES, 0);
+        if (!xs || !f1)
+                return;
+        uint32_t drop = 0;
+        if (!(f1->ecx & F1_ECX_AVX))
+                drop |= 1u << 2 | 0xe0u; /* AVX, and AVX-512 which needs it */
+        if (!f7 || !(f7->ebx & F7_EBX_AVX512F))
+                drop |= 0xe0u; /* opmask, ZMM_Hi256, Hi16_ZMM */
+        if (!f7 || !(f7->ebx & F7_EBX_MPX))
+                drop |= 0x18u; /* BNDREGS, BNDCSR */
+        if (!(xs->eax & drop))
+                return;
+        xs->eax &= ~drop;
+        uint32_t size = XSAVE_LEGACY_SIZE;
+        for (uint32_t i = 0; i < c->nent; i++) {
+                struct kvm_cpuid_entry2 *e = &c->entries[i];
+                if (e->function != LEAF_XSAVE || e->index < 2 || e->index >= 32)
+                        continue;
+                if (drop & (1u << e->index)) {
+                        e->eax = e->ebx = e->ecx = e->edx = 0;
+                        continue;
+                }
+                if ((xs->eax & (1u << e->index)) && e->eax + e->ebx > size)
+                        size = e->eax + e->ebx; /* size + offset of a user state component */
+        }
+        xs->ebx = size; /* KVM recomputes this from the guest's XCR0 as it changes */
+        xs->ecx = size;
 }
 
 /* Bits needed to number n things (0 for 1). */
