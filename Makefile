@@ -113,7 +113,7 @@ check: all static guest
 	tests/run.sh --build $(BUILD) unit kvm e2e
 
 check-asan:
-	$(MAKE) SAN=1 BUILD=build-asan lib tests
+	$(MAKE) SAN=1 BUILD=build-asan lib cli tests
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 tests/run.sh --build build-asan unit kvm
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')

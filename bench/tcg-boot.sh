@@ -25,9 +25,9 @@
 # Inside L1 this same script runs with --in-l1.
 set -eu
 
-MARKER=ember-bench-exec
+MARKER='ember-bench-exec'
 # What the workload runs: the marker first, then the kernel command line it booted with.
-WORKLOAD='echo ember-bench-exec; read -r l </proc/cmdline; echo "guest-cmdline: $l"'
+WORKLOAD="echo $MARKER; read -r l </proc/cmdline; echo \"guest-cmdline: \$l\""
 # QEMU microvm for a Linux guest, as close to ember's machine as it gets: in-kernel PIC, IOAPIC
 # and PIT (microvm's defaults under KVM), an ISA serial port for the console, no ACPI (ember
 # has none; Linux finds the CPUs and IOAPIC through the MP table), no RTC, no option ROMs.

@@ -281,6 +281,26 @@ bad_input bad_missing_rootfs --kernel "$KERNEL" --rootfs "$SCRATCH/no-such-dir" 
 bad_input bad_no_command --kernel "$KERNEL" --rootfs "$ROOTFS"
 bad_input bad_unknown_option --kernel "$KERNEL" --rootfs "$ROOTFS" --no-such-option -- true
 
+# --- ember kvm-info ----------------------------------------------------------------------------
+# Both paths run where /dev/kvm is hardware-backed (directly with vmx/svm, or inside the TCG
+# test host with emulated SVM), so kvm-info must say so, and that ember can use it.
+if selected kvm_info; then
+	run_bounded "$E2E_TIMEOUT" "$EMBER" kvm-info
+	if [ -n "$hung" ]; then
+		fail kvm_info "no exit within ${E2E_TIMEOUT}s (killed)"
+	elif [ "$rc" != 0 ]; then
+		fail_run kvm_info "exit status $rc, want 0"
+	elif ! grep -q '^API version: 12$' "$SCRATCH/out"; then
+		fail kvm_info "no 'API version: 12' line: '$(excerpt "$SCRATCH/out")'"
+	elif ! grep -Eq '^host virtualization: hardware \((svm|vmx)\)' "$SCRATCH/out"; then
+		fail kvm_info "does not report hardware virtualization: '$(excerpt "$SCRATCH/out")'"
+	elif ! grep -Eq 'KVM_CAP_IRQCHIP +yes +required' "$SCRATCH/out"; then
+		fail kvm_info "capability table missing: '$(excerpt "$SCRATCH/out")'"
+	else
+		pass kvm_info
+	fi
+fi
+
 # --- C programs -------------------------------------------------------------------------------
 if [ -n "${E2E_PROGS:-}" ] && [ -d "$E2E_PROGS" ]; then
 	for prog in "$E2E_PROGS"/*; do
