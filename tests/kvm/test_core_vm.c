@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -327,6 +328,59 @@ static void t_concurrent_vms(void)
         }
 }
 
+static int enter_pipe = -1;
+static void enter_observer(int code, void *user)
+{
+        char msg[32];
+        int n = snprintf(msg, sizeof(msg), "observed %d", code);
+        if (write(enter_pipe, msg, (size_t)n) != n)
+                _exit(99);
+}
+
+/* ember_vm_enter never returns on success: the observers run, then the process ends with the
+ * guest's code. Run in a child so the test process survives. */
+static void t_enter_exits_process_with_code(void)
+{
+        NEED_KVM();
+        struct tiny_code c = {0};
+        tiny_exit(&c, 42);
+        char *path = tiny_guest_write(&c);
+        REQUIRE(path);
+        int p[2];
+        REQUIRE_EQ(pipe(p), 0);
+        fflush(stdout);
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+                close(p[0]);
+                enter_pipe = p[1];
+                struct ember_builder *b = ember_builder_new();
+                ember_builder_machine(b, 1, 64);
+                ember_builder_machine_allow_software_kvm(b, 1);
+                ember_builder_kernel(b, path);
+                ember_builder_exec(b, "/bin/true", NULL);
+                ember_builder_console_fds(b, -1, -1, -1);
+                ember_builder_on_exit(b, enter_observer, NULL);
+                struct ember_vm *vm = NULL;
+                if (ember_builder_build(b, &vm) != 0)
+                        _exit(97);
+                ember_builder_free(b);
+                ember_vm_enter(vm);
+                _exit(98); /* only reached if enter failed before the guest started */
+        }
+        close(p[1]);
+        int st;
+        REQUIRE_EQ(waitpid(pid, &st, 0), pid);
+        REQUIRE(WIFEXITED(st));
+        CHECK_EQ(WEXITSTATUS(st), 42);
+        char buf[64] = {0};
+        CHECK(read(p[0], buf, sizeof(buf) - 1) > 0);
+        CHECK_STR(buf, "observed 42");
+        close(p[0]);
+        unlink(path);
+        free(path);
+}
+
 static int count_fds(void)
 {
         int n = 0;
@@ -370,5 +424,6 @@ int main(void)
         T_RUN(t_observers_run_in_order_after_code_set);
         T_RUN(t_concurrent_vms);
         T_RUN(t_many_vms_no_fd_leak);
+        T_RUN(t_enter_exits_process_with_code);
         return T_DONE();
 }
