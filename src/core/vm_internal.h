@@ -51,7 +51,8 @@ struct ember_config {
         size_t nobservers;
 };
 
-/* printf into an error buffer; returns -err so call sites can `return set_err(...)`. */
+/* printf into an error buffer (NULL or 0 length: nothing written); returns -err, so call sites
+ * can `return ember_errf(...)`. */
 int ember_errf(char *buf, size_t len, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

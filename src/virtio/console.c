@@ -1,3 +1,4 @@
+#include "core/vm_internal.h"
 #include "virtio/console.h"
 
 #include <errno.h>
@@ -617,18 +618,6 @@ static const struct virtio_dev_ops console_ops = {
 
 /* ------------------------------------------------------------------ lifecycle */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-        if (!err || !errlen)
-                return;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-}
-
 static int setup_out(struct virtio_console *c, unsigned i, int fd, char *err, size_t errlen)
 {
         struct out_stream *s = &c->out[i];
@@ -641,15 +630,15 @@ static int setup_out(struct virtio_console *c, unsigned i, int fd, char *err, si
                 return 0;
         int r = classify_fd(fd, &s->kind);
         if (r < 0) {
-                set_err(err, errlen, "virtio-console: %s fd %d: %s", i ? "stderr" : "stdout", fd,
-                        strerror(-r));
+                ember_errf(err, errlen, 0, "virtio-console: %s fd %d: %s", i ? "stderr" : "stdout",
+                           fd, strerror(-r));
                 return r;
         }
         if (s->kind != FD_FILE) {
                 s->poll_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
                 if (s->poll_fd < 0) {
                         r = -errno;
-                        set_err(err, errlen, "virtio-console: dup: %s", strerror(-r));
+                        ember_errf(err, errlen, 0, "virtio-console: dup: %s", strerror(-r));
                         return r;
                 }
         }
@@ -666,7 +655,7 @@ static int setup_in(struct virtio_console *c, int fd, char *err, size_t errlen)
         }
         int r = classify_fd(fd, &c->in_kind);
         if (r < 0) {
-                set_err(err, errlen, "virtio-console: stdin fd %d: %s", fd, strerror(-r));
+                ember_errf(err, errlen, 0, "virtio-console: stdin fd %d: %s", fd, strerror(-r));
                 return r;
         }
         /* A file is always readable: stand in for it with an eventfd that always is. */
@@ -674,7 +663,7 @@ static int setup_in(struct virtio_console *c, int fd, char *err, size_t errlen)
                                               : fcntl(fd, F_DUPFD_CLOEXEC, 0);
         if (c->in_poll_fd < 0) {
                 r = -errno;
-                set_err(err, errlen, "virtio-console: stdin: %s", strerror(-r));
+                ember_errf(err, errlen, 0, "virtio-console: stdin: %s", strerror(-r));
                 return r;
         }
         return 0;
@@ -706,13 +695,13 @@ int virtio_console_create(const struct dev_env *env, uint64_t base, uint32_t gsi
 {
         *out = NULL;
         if (!env || !env->loop) {
-                set_err(err, errlen, "virtio-console: no event loop");
+                ember_errf(err, errlen, 0, "virtio-console: no event loop");
                 return -EINVAL;
         }
         struct virtio_console *c = calloc(1, sizeof(*c));
         if (!c || !(c->in_buf = malloc(IN_BUF_SIZE))) {
                 free(c);
-                set_err(err, errlen, "virtio-console: out of memory");
+                ember_errf(err, errlen, 0, "virtio-console: out of memory");
                 return -ENOMEM;
         }
         c->env = *env;

@@ -1,3 +1,4 @@
+#include "core/vm_internal.h"
 #include "virtio/mmio.h"
 
 #include <errno.h>
@@ -47,18 +48,6 @@ struct virtio_mmio {
         char why[160];
         struct mmio_queue q[];
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-        if (!err || !errlen)
-                return;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-}
 
 static void eventfd_signal(int fd)
 {
@@ -516,16 +505,16 @@ int virtio_mmio_create(const struct dev_env *env, uint64_t base, uint32_t gsi,
 {
         *out = NULL;
         if (!env || !env->mem || !env->loop || !env->mmio || !ops || !ops_valid(ops)) {
-                set_err(err, errlen, "virtio-mmio: invalid device description");
+                ember_errf(err, errlen, 0, "virtio-mmio: invalid device description");
                 return -EINVAL;
         }
         if (!env->irqfd && !env->irq_line) {
-                set_err(err, errlen, "%s: no way to raise interrupts", ops->name);
+                ember_errf(err, errlen, 0, "%s: no way to raise interrupts", ops->name);
                 return -EINVAL;
         }
         struct virtio_mmio *t = calloc(1, sizeof(*t) + ops->num_queues * sizeof(t->q[0]));
         if (!t) {
-                set_err(err, errlen, "%s: out of memory", ops->name);
+                ember_errf(err, errlen, 0, "%s: out of memory", ops->name);
                 return -ENOMEM;
         }
         t->env = *env;
@@ -550,13 +539,13 @@ int virtio_mmio_create(const struct dev_env *env, uint64_t base, uint32_t gsi,
                 q->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
                 if (q->notify_fd < 0) {
                         r = -errno;
-                        set_err(err, errlen, "%s: eventfd: %s", ops->name, strerror(-r));
+                        ember_errf(err, errlen, 0, "%s: eventfd: %s", ops->name, strerror(-r));
                         goto fail;
                 }
                 r = evloop_add(env->loop, q->notify_fd, EPOLLIN, notify_ready, q);
                 if (r < 0) {
-                        set_err(err, errlen, "%s: adding queue %u to the event loop: %s", ops->name,
-                                i, strerror(-r));
+                        ember_errf(err, errlen, 0, "%s: adding queue %u to the event loop: %s",
+                                   ops->name, i, strerror(-r));
                         goto fail;
                 }
                 q->in_loop = true;
@@ -565,22 +554,22 @@ int virtio_mmio_create(const struct dev_env *env, uint64_t base, uint32_t gsi,
                 t->irq_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
                 if (t->irq_fd < 0) {
                         r = -errno;
-                        set_err(err, errlen, "%s: eventfd: %s", ops->name, strerror(-r));
+                        ember_errf(err, errlen, 0, "%s: eventfd: %s", ops->name, strerror(-r));
                         goto fail;
                 }
                 if (env->irqfd(env->hv, t->irq_fd, gsi, true) == 0) {
                         t->irqfd_bound = true;
                 } else if (!env->irq_line) {
-                        set_err(err, errlen, "%s: binding GSI %u with irqfd failed", ops->name,
-                                gsi);
+                        ember_errf(err, errlen, 0, "%s: binding GSI %u with irqfd failed",
+                                   ops->name, gsi);
                         r = -EIO;
                         goto fail;
                 }
         }
         r = bus_add(env->mmio, base, VIRTIO_MMIO_WINDOW, &mmio_bus_ops, t, ops->name);
         if (r < 0) {
-                set_err(err, errlen, "%s: MMIO window at 0x%llx: %s", ops->name,
-                        (unsigned long long)base, strerror(-r));
+                ember_errf(err, errlen, 0, "%s: MMIO window at 0x%llx: %s", ops->name,
+                           (unsigned long long)base, strerror(-r));
                 goto fail;
         }
         *out = t;
