@@ -9,6 +9,7 @@
 #define EMBER_TEST_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -108,6 +109,16 @@ static inline void t_fail(const char *file, int line, const char *fmt, ...)
                 }                                                                                  \
                 fflush(stdout);                                                                    \
         } while (0)
+
+/* Open file descriptors of this process (below 4096), for leak checks. */
+static inline int t_count_open_fds(void)
+{
+        int n = 0;
+        for (int fd = 0; fd < 4096; fd++)
+                if (fcntl(fd, F_GETFD) != -1)
+                        n++;
+        return n;
+}
 
 #define T_DONE()                                                                                   \
         (printf("%d passed, %d failed, %d skipped\n", t_state.passed, t_state.failed,              \

@@ -695,15 +695,11 @@ EMBER_API int ember_vm_run(struct ember_vm *vm)
 
 EMBER_API int ember_vm_enter(struct ember_vm *vm)
 {
-        if (!vm)
-                return -EINVAL;
-        int rc = ember_vm_start(vm);
-        if (rc < 0) {
-                ember_vm_free(vm);
+        /* Negative only when the VM could not start; once it ran, the result is its code. */
+        int rc = ember_vm_run(vm);
+        if (rc < 0)
                 return rc;
-        }
-        int code = ember_vm_wait(vm);
-        _exit(code < 0 ? EMBER_EXIT_GUEST_FAILED : code);
+        _exit(rc);
 }
 
 EMBER_API const char *ember_vm_error(const struct ember_vm *vm)

@@ -168,15 +168,6 @@ static void t_metrics_while_guest_runs(void)
         close(out[0]);
 }
 
-static int count_fds(void)
-{
-        int n = 0;
-        for (int fd = 0; fd < 4096; fd++)
-                if (fcntl(fd, F_GETFD) != -1)
-                        n++;
-        return n;
-}
-
 static long rss_kib(void)
 {
         FILE *f = fopen("/proc/self/status", "r");
@@ -203,11 +194,11 @@ static void t_twenty_vms_in_one_process(void)
                 if (code != 7)
                         FAILF("VM %d exited with %d, expected 7", i, code);
                 if (i == 1) {
-                        fds0 = count_fds();
+                        fds0 = t_count_open_fds();
                         rss_after_warmup = rss_kib();
                 }
         }
-        int fds = count_fds();
+        int fds = t_count_open_fds();
         long rss = rss_kib();
         printf("    fds %d -> %d, RSS %ld KiB -> %ld KiB over 18 VMs\n", fds0, fds,
                rss_after_warmup, rss);

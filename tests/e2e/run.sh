@@ -142,7 +142,7 @@ else
 			-- sh /payload/e2e/scenarios.sh 2>&1 | drop_summary | tee -a "$log/out"
 		return "${PIPESTATUS[0]}"
 	}
-	l1_status() { # name status: reports a test-host failure; returns 0 if the run counts
+	l1_status() { # name status: turns a test-host failure (124, 125) into a FAIL line
 		case "$2" in
 		124) harness_fail "$1" "the TCG test host froze or timed out" ;;
 		125) harness_fail "$1" "the TCG test host failed (see the tcg-host lines above)" ;;

@@ -381,15 +381,6 @@ static void t_enter_exits_process_with_code(void)
         free(path);
 }
 
-static int count_fds(void)
-{
-        int n = 0;
-        for (int fd = 0; fd < 4096; fd++)
-                if (fcntl(fd, F_GETFD) != -1)
-                        n++;
-        return n;
-}
-
 static void t_many_vms_no_fd_leak(void)
 {
         NEED_KVM();
@@ -397,7 +388,7 @@ static void t_many_vms_no_fd_leak(void)
         tiny_exit(&c, 0);
         char *path = tiny_guest_write(&c);
         REQUIRE(path);
-        int before = count_fds();
+        int before = t_count_open_fds();
         for (int i = 0; i < 10; i++) {
                 struct ember_builder *b = tiny_builder(path, 2);
                 struct ember_vm *vm = NULL;
@@ -405,7 +396,7 @@ static void t_many_vms_no_fd_leak(void)
                 ember_builder_free(b);
                 CHECK_EQ(ember_vm_run(vm), 0);
         }
-        CHECK_EQ(count_fds(), before);
+        CHECK_EQ(t_count_open_fds(), before);
         unlink(path);
         free(path);
 }
