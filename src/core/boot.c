@@ -275,7 +275,13 @@ int boot_read_cpuid(struct ember_kvm *kvm, struct boot_result *boot, char *err, 
         if (n < 0)
                 return ember_errf(err, errlen, n, "%s", ember_kvm_last_error(kvm));
         boot->ncpuid = (uint32_t)n;
+        x86_cpuid_host_probe(&boot->cpuid_host, !boot_guest_needs_pit(kvm));
         return 0;
+}
+
+int boot_guest_needs_pit(struct ember_kvm *kvm)
+{
+        return ember_kvm_check_extension(kvm, KVM_CAP_TSC_DEADLINE_TIMER) <= 0;
 }
 
 int boot_setup_vcpu(struct ember_kvm_vcpu *vcpu, unsigned index, unsigned nvcpus,
@@ -289,7 +295,8 @@ int boot_setup_vcpu(struct ember_kvm_vcpu *vcpu, unsigned index, unsigned nvcpus
 
         memcpy(cpuid, boot->cpuid, sizeof(cpuid[0]) * boot->ncpuid);
         uint32_t ncpuid =
-            x86_cpuid_adjust(cpuid, boot->ncpuid, EMBER_KVM_MAX_CPUID_ENTRIES, index, nvcpus);
+            x86_cpuid_adjust(cpuid, boot->ncpuid, EMBER_KVM_MAX_CPUID_ENTRIES, index, nvcpus,
+                             &boot->cpuid_host);
         if ((rc = ember_kvm_vcpu_set_cpuid2(vcpu, cpuid, ncpuid)))
                 goto kvm_fail;
         size_t nmsrs = x86_boot_msrs(msrs, sizeof(msrs) / sizeof(msrs[0]));

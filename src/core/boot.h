@@ -6,6 +6,7 @@
 #include <linux/kvm.h>
 
 #include "arch/x86_64/boot.h"
+#include "arch/x86_64/cpu.h"
 #include "arch/x86_64/kernel.h"
 #include "core/cmdline.h"
 #include "core/initramfs.h"
@@ -27,6 +28,7 @@ struct boot_result {
         struct x86_boot_entry entry;
         struct kvm_cpuid_entry2 cpuid[EMBER_KVM_MAX_CPUID_ENTRIES];
         uint32_t ncpuid;
+        struct x86_cpuid_host cpuid_host;
         size_t initramfs_bytes;
 };
 
@@ -39,8 +41,12 @@ void boot_image_free(struct boot_image *img);
 int boot_place(struct gmem *m, const struct boot_image *img, unsigned nvcpus,
                struct boot_result *out, enum ember_error *code, char *err, size_t errlen);
 
-/* Reads KVM's supported CPUID once per VM. */
+/* Reads KVM's supported CPUID and the host facts the guest's CPUID needs, once per VM. */
 int boot_read_cpuid(struct ember_kvm *kvm, struct boot_result *boot, char *err, size_t errlen);
+
+/* Whether Linux on this KVM can run without a PIT: the LAPIC has the TSC-deadline mode (its
+ * CPUID bit is then advertised), so the kernel neither calibrates nor ticks with the PIT. */
+int boot_guest_needs_pit(struct ember_kvm *kvm);
 
 /* CPUID, MSRs, LAPIC, FPU for every vCPU; registers and segments for vCPU 0. */
 int boot_setup_vcpu(struct ember_kvm_vcpu *vcpu, unsigned index, unsigned nvcpus,

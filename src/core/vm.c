@@ -356,7 +356,7 @@ static int vm_open_kvm(struct ember_vm *vm, const struct ember_config *cfg, enum
         if ((rc = ember_kvm_vm_set_tss_address(vm->kvm_vm, X86_TSS_ADDR)) ||
             (rc = ember_kvm_vm_set_identity_map_address(vm->kvm_vm, X86_IDENTITY_MAP_ADDR)) ||
             (rc = ember_kvm_vm_create_irqchip(vm->kvm_vm)) ||
-            (rc = ember_kvm_vm_create_pit2(vm->kvm_vm, &pit)))
+            (boot_guest_needs_pit(vm->kvm) && (rc = ember_kvm_vm_create_pit2(vm->kvm_vm, &pit))))
                 FAIL(EMBER_ERR_KVM, rc, "%s", ember_kvm_vm_last_error(vm->kvm_vm));
         return 0;
 fail:

@@ -2,6 +2,8 @@
  * CPUID topology edits on Intel- and AMD-like tables, boot MSRs, LAPIC LINT wiring. */
 #include "test.h"
 
+#include <cpuid.h>
+
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/layout.h"
 
@@ -75,7 +77,7 @@ static struct kvm_cpuid_entry2 *get(uint32_t fn, uint32_t idx)
 static void t_cpuid_intel_topology(void)
 {
         intel_table(1);
-        uint32_t n = x86_cpuid_adjust(tab, ntab, 64, 3, 8);
+        uint32_t n = x86_cpuid_adjust(tab, ntab, 64, 3, 8, NULL);
         CHECK_EQ(n, ntab);
         struct kvm_cpuid_entry2 *e = get(1, 0);
         CHECK_EQ(e->ebx >> 24, 3);          /* initial APIC id */
@@ -125,7 +127,7 @@ static void t_cpuid_intel_topology(void)
 static void t_cpuid_single_cpu(void)
 {
         intel_table(1);
-        CHECK_EQ(x86_cpuid_adjust(tab, ntab, 64, 0, 1), ntab);
+        CHECK_EQ(x86_cpuid_adjust(tab, ntab, 64, 0, 1, NULL), ntab);
         struct kvm_cpuid_entry2 *e = get(1, 0);
         CHECK_EQ(e->ebx >> 24, 0);
         CHECK_EQ((e->ebx >> 16) & 0xff, 1);
@@ -136,11 +138,11 @@ static void t_cpuid_single_cpu(void)
 
         /* non-power-of-two counts round the APIC id width up */
         intel_table(1);
-        x86_cpuid_adjust(tab, ntab, 64, 2, 3);
+        x86_cpuid_adjust(tab, ntab, 64, 2, 3, NULL);
         CHECK_EQ(get(0xb, 1)->eax & 0x1f, 2);
         CHECK_EQ(get(0xb, 1)->ebx, 3);
         intel_table(1);
-        x86_cpuid_adjust(tab, ntab, 64, 63, 64);
+        x86_cpuid_adjust(tab, ntab, 64, 63, 64, NULL);
         CHECK_EQ(get(0xb, 1)->eax & 0x1f, 6);
         CHECK_EQ(get(1, 0)->ebx >> 24, 63);
         CHECK_EQ((get(4, 0)->eax >> 26) + 1, 64);
@@ -158,7 +160,7 @@ static void t_cpuid_adds_missing_entries(void)
                         i--;
                 }
         CHECK_EQ(ntab, before - 2);
-        uint32_t n = x86_cpuid_adjust(tab, ntab, 64, 1, 2);
+        uint32_t n = x86_cpuid_adjust(tab, ntab, 64, 1, 2, NULL);
         CHECK_EQ(n, ntab + 4);
         ntab = n;
         CHECK_EQ(get(0xb, 1)->ebx, 2);
@@ -171,22 +173,22 @@ static void t_cpuid_adds_missing_entries(void)
         /* no room: nothing added, nothing written past capacity */
         intel_table(0);
         tab[ntab] = (struct kvm_cpuid_entry2){.function = 0xdead};
-        n = x86_cpuid_adjust(tab, ntab, ntab, 0, 2);
+        n = x86_cpuid_adjust(tab, ntab, ntab, 0, 2, NULL);
         CHECK_EQ(n, ntab);
         CHECK_EQ(tab[ntab].function, 0xdead);
 
         /* bad arguments: untouched count */
         intel_table(1);
-        CHECK_EQ(x86_cpuid_adjust(tab, ntab, 64, 2, 2), ntab);
-        CHECK_EQ(x86_cpuid_adjust(tab, ntab, 64, 0, 0), ntab);
-        CHECK_EQ(x86_cpuid_adjust(tab, ntab, 64, 0, X86_MAX_VCPUS + 1), ntab);
-        CHECK_EQ(x86_cpuid_adjust(tab, ntab, ntab - 1, 0, 1), ntab);
+        CHECK_EQ(x86_cpuid_adjust(tab, ntab, 64, 2, 2, NULL), ntab);
+        CHECK_EQ(x86_cpuid_adjust(tab, ntab, 64, 0, 0, NULL), ntab);
+        CHECK_EQ(x86_cpuid_adjust(tab, ntab, 64, 0, X86_MAX_VCPUS + 1, NULL), ntab);
+        CHECK_EQ(x86_cpuid_adjust(tab, ntab, ntab - 1, 0, 1, NULL), ntab);
 }
 
 static void t_cpuid_amd_topology(void)
 {
         amd_table();
-        uint32_t n = x86_cpuid_adjust(tab, ntab, 64, 5, 6);
+        uint32_t n = x86_cpuid_adjust(tab, ntab, 64, 5, 6, NULL);
         CHECK_EQ(n, ntab + 2); /* KVM leaves added */
         ntab = n;
         struct kvm_cpuid_entry2 *e = get(1, 0);
@@ -219,7 +221,7 @@ static void t_cpuid_xsave_consistent_with_features(void)
                 add(0xd, 0, SIG, 0x7, 0x340, 0x340, 0);
                 add(0xd, 1, SIG, 0x5, 0, 0, 0);
                 add(0xd, 2, SIG, 0x100, 0x240, 0, 0);
-                ntab = x86_cpuid_adjust(tab, ntab, 64, 0, 1);
+                ntab = x86_cpuid_adjust(tab, ntab, 64, 0, 1, NULL);
                 struct kvm_cpuid_entry2 *xs = get(0xd, 0), *ymm = get(0xd, 2);
                 REQUIRE(xs && ymm);
                 CHECK_EQ(xs->eax, avx ? 0x7 : 0x3);
@@ -227,6 +229,62 @@ static void t_cpuid_xsave_consistent_with_features(void)
                 CHECK_EQ(xs->ecx, avx ? 0x340 : 576);
                 CHECK_EQ(ymm->eax, avx ? 0x100 : 0);
         }
+}
+
+/* Host facts: the TSC-deadline bit follows KVM_CAP_TSC_DEADLINE_TIMER (and is cleared without
+ * it, whatever the table said); KVM's all-zero AMD L1 leaf 0x80000005 gets the host's. */
+static void t_cpuid_host_facts(void)
+{
+        const struct x86_cpuid_host host = {.tsc_deadline = 1,
+                                            .amd_l1 = {0x01ff01ff, 0x01ff01ff, 0x40020140,
+                                                       0x40020140}};
+        const struct x86_cpuid_host bare = {0};
+
+        amd_table();
+        add(0x80000005, 0, 0, 0, 0, 0, 0);
+        ntab = x86_cpuid_adjust(tab, ntab, 64, 0, 1, &host);
+        CHECK(get(1, 0)->ecx & (1u << 24));
+        struct kvm_cpuid_entry2 *l1 = get(0x80000005, 0);
+        REQUIRE(l1);
+        CHECK_EQ(l1->eax, 0x01ff01ff);
+        CHECK_EQ(l1->ecx, 0x40020140);
+        CHECK_EQ(l1->edx, 0x40020140);
+
+        /* the leaf missing from KVM's table is added; a non-zero one is KVM's and stays */
+        amd_table();
+        uint32_t before = ntab;
+        ntab = x86_cpuid_adjust(tab, ntab, 64, 0, 1, &host);
+        CHECK_EQ(ntab, before + 3); /* KVM leaves + 0x80000005 */
+        CHECK_EQ(get(0x80000005, 0)->ecx, 0x40020140);
+        amd_table();
+        add(0x80000005, 0, 0, 1, 2, 3, 4);
+        ntab = x86_cpuid_adjust(tab, ntab, 64, 0, 1, &host);
+        CHECK_EQ(get(0x80000005, 0)->ecx, 3);
+
+        /* no TSC deadline in KVM, no L1 leaf on the host: bit cleared, leaf left zero */
+        amd_table();
+        get(1, 0)->ecx |= 1u << 24;
+        add(0x80000005, 0, 0, 0, 0, 0, 0);
+        ntab = x86_cpuid_adjust(tab, ntab, 64, 0, 1, &bare);
+        CHECK(!(get(1, 0)->ecx & (1u << 24)));
+        CHECK_EQ(get(0x80000005, 0)->ecx, 0);
+
+        /* Intel: leaf 0x80000005 is reserved there and stays as KVM gave it */
+        intel_table(1);
+        add(0x80000005, 0, 0, 0, 0, 0, 0);
+        get(0x80000000, 0)->eax = 0x80000008;
+        ntab = x86_cpuid_adjust(tab, ntab, 64, 0, 1, &host);
+        CHECK_EQ(get(0x80000005, 0)->ecx, 0);
+        CHECK(get(1, 0)->ecx & (1u << 24));
+
+        /* the probe reads this CPU; on an AMD host its L1 data cache size is not zero */
+        struct x86_cpuid_host probed;
+        x86_cpuid_host_probe(&probed, 1);
+        CHECK_EQ(probed.tsc_deadline, 1);
+        unsigned a, b, c, d;
+        __cpuid(0, a, b, c, d);
+        if (b == 0x68747541) /* "Auth" */
+                CHECK(probed.amd_l1[2] >> 24 != 0);
 }
 
 static void t_regs_long_mode(void)
@@ -411,6 +469,7 @@ int main(void)
         T_RUN(t_cpuid_adds_missing_entries);
         T_RUN(t_cpuid_amd_topology);
         T_RUN(t_cpuid_xsave_consistent_with_features);
+        T_RUN(t_cpuid_host_facts);
         T_RUN(t_regs_long_mode);
         T_RUN(t_regs_pvh);
         T_RUN(t_fpu);

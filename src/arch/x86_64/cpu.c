@@ -1,5 +1,6 @@
 #include "arch/x86_64/cpu.h"
 
+#include <cpuid.h>
 #include <string.h>
 
 #include "arch/x86_64/bytes.h"
@@ -90,6 +91,8 @@ void x86_vcpu_init_fpu(struct kvm_fpu *f)
 #define LEAF_TOPOLOGY2 0x1fu
 #define LEAF_KVM_SIG   0x40000000u
 #define LEAF_KVM_FEAT  0x40000001u
+#define LEAF_EXT_MAX   0x80000000u
+#define LEAF_AMD_L1    0x80000005u
 #define LEAF_AMD_SIZES 0x80000008u
 #define LEAF_AMD_CACHE 0x8000001du
 #define LEAF_AMD_TOPO  0x8000001eu
@@ -100,6 +103,7 @@ void x86_vcpu_init_fpu(struct kvm_fpu *f)
 #define F7_EBX_MPX        (1u << 14)
 #define F7_EBX_AVX512F    (1u << 16)
 #define XSAVE_LEGACY_SIZE 576u /* x87 + SSE area and the XSAVE header */
+#define F1_ECX_TSC_DEADLINE (1u << 24)
 #define F1_ECX_HYPERVISOR (1u << 31)
 #define F1_EDX_HTT        (1u << 28)
 
@@ -228,8 +232,39 @@ static void topology_level(struct kvm_cpuid_entry2 *e, unsigned apic_id, unsigne
         e->edx = apic_id;
 }
 
+void x86_cpuid_host_probe(struct x86_cpuid_host *h, int tsc_deadline)
+{
+        memset(h, 0, sizeof(*h));
+        h->tsc_deadline = tsc_deadline;
+        unsigned a, b, c, d;
+        if (__get_cpuid(LEAF_AMD_L1, &a, &b, &c, &d)) {
+                h->amd_l1[0] = a;
+                h->amd_l1[1] = b;
+                h->amd_l1[2] = c;
+                h->amd_l1[3] = d;
+        }
+}
+
+/* KVM zeroes leaf 0x80000005; pass the host's L1 cache and TLB description (as QEMU's
+ * -cpu host does). It is descriptive only: nothing the guest could rely on for isolation. */
+static void amd_l1_leaf_fill(struct cpuid_table *c, const struct x86_cpuid_host *host)
+{
+        struct kvm_cpuid_entry2 *max = cpuid_find(c, LEAF_EXT_MAX, 0);
+        struct kvm_cpuid_entry2 *e = cpuid_find(c, LEAF_AMD_L1, 0);
+        if (!max || max->eax < LEAF_AMD_L1 || (host->amd_l1[2] == 0 && host->amd_l1[3] == 0))
+                return;
+        if (!e)
+                e = cpuid_add(c, LEAF_AMD_L1, 0, 0);
+        if (!e || e->eax || e->ebx || e->ecx || e->edx)
+                return;
+        e->eax = host->amd_l1[0];
+        e->ebx = host->amd_l1[1];
+        e->ecx = host->amd_l1[2];
+        e->edx = host->amd_l1[3];
+}
+
 uint32_t x86_cpuid_adjust(struct kvm_cpuid_entry2 *entries, uint32_t nent, uint32_t capacity,
-                          unsigned vcpu_index, unsigned ncpus)
+                          unsigned vcpu_index, unsigned ncpus, const struct x86_cpuid_host *host)
 {
         if (ncpus == 0 || ncpus > X86_MAX_VCPUS || vcpu_index >= ncpus || nent > capacity)
                 return nent;
@@ -246,7 +281,13 @@ uint32_t x86_cpuid_adjust(struct kvm_cpuid_entry2 *entries, uint32_t nent, uint3
                 else
                         e->edx &= ~F1_EDX_HTT;
                 e->ecx |= F1_ECX_HYPERVISOR;
+                if (host && host->tsc_deadline)
+                        e->ecx |= F1_ECX_TSC_DEADLINE;
+                else
+                        e->ecx &= ~F1_ECX_TSC_DEADLINE;
         }
+        if (host && vendor == VENDOR_AMD)
+                amd_l1_leaf_fill(c, host);
 
         for (uint32_t i = 0; i < c->nent; i++) {
                 e = &c->entries[i];

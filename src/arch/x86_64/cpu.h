@@ -1,7 +1,7 @@
 /* x86_64 vCPU boot state as KVM structures. Pure: the caller does KVM_GET_* / KVM_SET_*.
  *
  * Per vCPU i (APIC id i, created with KVM_CREATE_VCPU id i):
- *   KVM_GET_SUPPORTED_CPUID -> (copy) x86_cpuid_adjust(e, nent, cap, i, n) -> KVM_SET_CPUID2
+ *   KVM_GET_SUPPORTED_CPUID -> (copy) x86_cpuid_adjust(e, nent, cap, i, n, host) -> KVM_SET_CPUID2
  *   x86_boot_msrs -> KVM_SET_MSRS (check the count KVM accepted)
  *   KVM_GET_LAPIC -> x86_lapic_init -> KVM_SET_LAPIC
  * vCPU 0 only (the others wait for INIT/SIPI from the guest, handled by KVM):
@@ -31,14 +31,29 @@ void x86_vcpu_init_sregs(const struct x86_boot_entry *e, struct kvm_sregs *s);
 /* x87 control word 0x37f and MXCSR 0x1f80, as after reset. */
 void x86_vcpu_init_fpu(struct kvm_fpu *f);
 
+/* What the guest's CPUID needs beyond KVM_GET_SUPPORTED_CPUID, probed once per VM. */
+struct x86_cpuid_host {
+        /* KVM_CAP_TSC_DEADLINE_TIMER: KVM emulates the LAPIC TSC-deadline mode but leaves the
+         * CPUID bit (leaf 1 ECX[24]) to us. With it Linux needs no PIT at all. */
+        int tsc_deadline;
+        /* This CPU's leaf 0x80000005 (AMD L1 cache and TLB), all zero if it has none. KVM
+         * reports the leaf as zeros; without it Linux finds no AMD L1 cache and registers no
+         * cache at all in sysfs. */
+        uint32_t amd_l1[4];
+};
+
+/* Fills `h` from this CPU (the cache leaf); the caller sets tsc_deadline from KVM. */
+void x86_cpuid_host_probe(struct x86_cpuid_host *h, int tsc_deadline);
+
 /* Edits a copy of KVM_GET_SUPPORTED_CPUID's `nent` entries for vCPU `vcpu_index` of `ncpus`
  * (one package, ncpus cores, one thread each): APIC ids in leaves 1, 0xb, 0x1f and 0x8000001e,
  * core counts in leaves 1, 4, 0xb, 0x1f, 0x80000008, cache sharing in 4 / 0x8000001d, the
- * hypervisor bit, and the KVM signature leaf 0x40000000 (max leaf 0x40000001). Missing leaf
- * 0xb levels and KVM leaves are appended while there is room (`capacity` entries).
- * Returns the new entry count (nent unchanged if the arguments are out of range). */
+ * hypervisor bit, and the KVM signature leaf 0x40000000 (max leaf 0x40000001). With `host`
+ * (may be NULL): the TSC-deadline bit, and an all-zero AMD leaf 0x80000005 filled from the
+ * host's. Missing leaf 0xb levels and KVM leaves are appended while there is room (`capacity`
+ * entries). Returns the new entry count (nent unchanged if the arguments are out of range). */
 uint32_t x86_cpuid_adjust(struct kvm_cpuid_entry2 *entries, uint32_t nent, uint32_t capacity,
-                          unsigned vcpu_index, unsigned ncpus);
+                          unsigned vcpu_index, unsigned ncpus, const struct x86_cpuid_host *host);
 
 /* Boot values of the MSRs Linux expects a firmware to have set. Fills at most `max` entries
  * and returns how many it filled (X86_BOOT_MSRS_MAX is always enough for all of them). */
