@@ -294,9 +294,8 @@ int boot_setup_vcpu(struct ember_kvm_vcpu *vcpu, unsigned index, unsigned nvcpus
         int rc;
 
         memcpy(cpuid, boot->cpuid, sizeof(cpuid[0]) * boot->ncpuid);
-        uint32_t ncpuid =
-            x86_cpuid_adjust(cpuid, boot->ncpuid, EMBER_KVM_MAX_CPUID_ENTRIES, index, nvcpus,
-                             &boot->cpuid_host);
+        uint32_t ncpuid = x86_cpuid_adjust(cpuid, boot->ncpuid, EMBER_KVM_MAX_CPUID_ENTRIES, index,
+                                           nvcpus, &boot->cpuid_host);
         if ((rc = ember_kvm_vcpu_set_cpuid2(vcpu, cpuid, ncpuid)))
                 goto kvm_fail;
         size_t nmsrs = x86_boot_msrs(msrs, sizeof(msrs) / sizeof(msrs[0]));

@@ -235,9 +235,8 @@ static void t_cpuid_xsave_consistent_with_features(void)
  * it, whatever the table said); KVM's all-zero AMD L1 leaf 0x80000005 gets the host's. */
 static void t_cpuid_host_facts(void)
 {
-        const struct x86_cpuid_host host = {.tsc_deadline = 1,
-                                            .amd_l1 = {0x01ff01ff, 0x01ff01ff, 0x40020140,
-                                                       0x40020140}};
+        const struct x86_cpuid_host host = {
+            .tsc_deadline = 1, .amd_l1 = {0x01ff01ff, 0x01ff01ff, 0x40020140, 0x40020140}};
         const struct x86_cpuid_host bare = {0};
 
         amd_table();

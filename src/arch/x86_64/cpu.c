@@ -97,15 +97,15 @@ void x86_vcpu_init_fpu(struct kvm_fpu *f)
 #define LEAF_AMD_CACHE 0x8000001du
 #define LEAF_AMD_TOPO  0x8000001eu
 
-#define LEAF_EXT_FEATURES 0x7u
-#define LEAF_XSAVE        0xdu
-#define F1_ECX_AVX        (1u << 28)
-#define F7_EBX_MPX        (1u << 14)
-#define F7_EBX_AVX512F    (1u << 16)
-#define XSAVE_LEGACY_SIZE 576u /* x87 + SSE area and the XSAVE header */
+#define LEAF_EXT_FEATURES   0x7u
+#define LEAF_XSAVE          0xdu
+#define F1_ECX_AVX          (1u << 28)
+#define F7_EBX_MPX          (1u << 14)
+#define F7_EBX_AVX512F      (1u << 16)
+#define XSAVE_LEGACY_SIZE   576u /* x87 + SSE area and the XSAVE header */
 #define F1_ECX_TSC_DEADLINE (1u << 24)
-#define F1_ECX_HYPERVISOR (1u << 31)
-#define F1_EDX_HTT        (1u << 28)
+#define F1_ECX_HYPERVISOR   (1u << 31)
+#define F1_EDX_HTT          (1u << 28)
 
 #define TOPO_LEVEL_INVALID 0u
 #define TOPO_LEVEL_SMT     1u
