@@ -56,10 +56,14 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
-# ember-init is the guest's PID 1: static, small, embedded into the library.
+# ember-init is the guest's PID 1: static, small, embedded into the library. Built against musl
+# (Debian's musl-tools) it is 80 KB instead of 900 KB with glibc: less to pack and copy at every
+# boot and less for the guest to unpack. Without musl-gcc it falls back to $(CC).
+INIT_CC ?= $(shell command -v musl-gcc 2>/dev/null || echo $(CC))
 $(INIT_BIN): $(INIT_SRCS) $(wildcard guest/init/*.h) include/ember/guest_abi.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -Os -static -Wall -Wextra -Werror -Iinclude -D_GNU_SOURCE -o $@ $(INIT_SRCS)
+	$(INIT_CC) -std=gnu11 -Os -static -Wall -Wextra -Werror -Iinclude -D_GNU_SOURCE \
+		-ffunction-sections -fdata-sections -Wl,--gc-sections -s -o $@ $(INIT_SRCS)
 
 $(BUILD)/gen/init_blob.S: $(INIT_BIN)
 	@mkdir -p $(dir $@)
