@@ -275,13 +275,10 @@ int boot_read_cpuid(struct ember_kvm *kvm, struct boot_result *boot, char *err, 
         if (n < 0)
                 return ember_errf(err, errlen, n, "%s", ember_kvm_last_error(kvm));
         boot->ncpuid = (uint32_t)n;
-        x86_cpuid_host_probe(&boot->cpuid_host, !boot_guest_needs_pit(kvm));
+        /* A required capability (the guest has no PIT): checked when the VM was created. */
+        x86_cpuid_host_probe(&boot->cpuid_host,
+                             ember_kvm_check_extension(kvm, KVM_CAP_TSC_DEADLINE_TIMER) > 0);
         return 0;
-}
-
-int boot_guest_needs_pit(struct ember_kvm *kvm)
-{
-        return ember_kvm_check_extension(kvm, KVM_CAP_TSC_DEADLINE_TIMER) <= 0;
 }
 
 int boot_setup_vcpu(struct ember_kvm_vcpu *vcpu, unsigned index, unsigned nvcpus,

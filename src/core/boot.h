@@ -44,10 +44,6 @@ int boot_place(struct gmem *m, const struct boot_image *img, unsigned nvcpus,
 /* Reads KVM's supported CPUID and the host facts the guest's CPUID needs, once per VM. */
 int boot_read_cpuid(struct ember_kvm *kvm, struct boot_result *boot, char *err, size_t errlen);
 
-/* Whether Linux on this KVM can run without a PIT: the LAPIC has the TSC-deadline mode (its
- * CPUID bit is then advertised), so the kernel neither calibrates nor ticks with the PIT. */
-int boot_guest_needs_pit(struct ember_kvm *kvm);
-
 /* CPUID, MSRs, LAPIC, FPU for every vCPU; registers and segments for vCPU 0. */
 int boot_setup_vcpu(struct ember_kvm_vcpu *vcpu, unsigned index, unsigned nvcpus,
                     const struct boot_result *boot, char *err, size_t errlen);

@@ -17,6 +17,13 @@ enum vm_stop_reason {
         VM_STOP_ERROR,       /* device or VMM failure */
 };
 
+/* An MSI route: interrupts raised on `gsi` are delivered as this message. */
+struct dev_msi_route {
+        uint32_t gsi;
+        uint64_t address;
+        uint32_t data;
+};
+
 struct dev_env {
         const struct gmem *mem;
         struct evloop *loop; /* serviced by the VM's event thread */
@@ -29,8 +36,10 @@ struct dev_env {
                          uint64_t match, bool assign);
         /* KVM_IRQFD: a write to eventfd `fd` raises (edge) interrupt `gsi`. */
         int (*irqfd)(void *hv, int fd, uint32_t gsi, bool assign);
-        /* KVM_IRQ_LINE, for level-triggered legacy devices. */
+        /* KVM_IRQ_LINE, for legacy devices: raising the line delivers the GSI's route. */
         int (*irq_line)(void *hv, uint32_t gsi, int level);
+        /* KVM_SET_GSI_ROUTING: the GSI table becomes exactly these `n` MSI routes. */
+        int (*msi_routes)(void *hv, const struct dev_msi_route *routes, unsigned n);
         /* Ends the VM; callable from any thread, first call wins. `code` is the exit status for
          * VM_STOP_GUEST_EXIT and ignored otherwise; `why` is a short text for the VM's error. */
         void (*stop)(void *hv, enum vm_stop_reason reason, int code, const char *why);

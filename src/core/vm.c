@@ -27,6 +27,7 @@
 #include "core/gmem.h"
 #include "core/metrics.h"
 #include "core/vm_internal.h"
+#include "dev/ioapic.h"
 #include "dev/legacy.h"
 #include "ember/kvm.h"
 #include "virtio/console.h"
@@ -56,6 +57,8 @@ struct ember_vm {
         struct evloop loop;
         struct dev_env env;
 
+        struct ioapic ioapic;
+        bool ioapic_ready;
         struct serial16550 serial;
         struct i8042 kbd;
         struct status_port status;
@@ -169,6 +172,23 @@ static int hook_irq_line(void *hv, uint32_t gsi, int level)
         return ember_kvm_vm_set_irq_line(vm->kvm_vm, gsi, level != 0);
 }
 
+static int hook_msi_routes(void *hv, const struct dev_msi_route *routes, unsigned n)
+{
+        struct ember_vm *vm = hv;
+        struct kvm_irq_routing_entry e[X86_IOAPIC_PINS];
+        if (n > X86_IOAPIC_PINS)
+                return -E2BIG;
+        for (unsigned i = 0; i < n; i++)
+                e[i] = (struct kvm_irq_routing_entry){
+                    .gsi = routes[i].gsi,
+                    .type = KVM_IRQ_ROUTING_MSI,
+                    .u.msi = {.address_lo = (uint32_t)routes[i].address,
+                              .address_hi = (uint32_t)(routes[i].address >> 32),
+                              .data = routes[i].data},
+                };
+        return ember_kvm_vm_set_gsi_routing(vm->kvm_vm, e, n);
+}
+
 /* ------------------------------------------------------------------ vCPU threads */
 
 static void vcpu_handle_io(struct ember_vm *vm, struct ember_kvm_exit *ex)
@@ -221,6 +241,10 @@ static void *vcpu_thread(void *arg)
                         vm_stop(vm, VM_STOP_GUEST_RESET, 0, "guest system event (reset/poweroff)");
                         break;
                 case EMBER_KVM_EXIT_INTR:
+                        break;
+                case EMBER_KVM_EXIT_IOAPIC_EOI:
+                        /* Only level-triggered routes ask for EOIs, and ember's IOAPIC makes
+                         * edge routes only; nothing to do if KVM sends one anyway. */
                         break;
                 default: {
                         char desc[200], why[EMBER_ERR_LEN];
@@ -300,6 +324,9 @@ static void vm_destroy_resources(struct ember_vm *vm)
         metrics_detach_memory(vm->metrics);
         gmem_destroy(&vm->mem);
         serial16550_destroy(&vm->serial);
+        if (vm->ioapic_ready)
+                ioapic_destroy(&vm->ioapic);
+        vm->ioapic_ready = false;
         evloop_destroy(&vm->loop);
         if (vm->exit_efd >= 0)
                 close(vm->exit_efd);
@@ -352,11 +379,14 @@ static int vm_open_kvm(struct ember_vm *vm, const struct ember_config *cfg, enum
         rc = ember_kvm_vm_create(vm->kvm, &vm->kvm_vm);
         if (rc)
                 FAIL(EMBER_ERR_KVM, rc, "%s", ember_kvm_last_error(vm->kvm));
-        struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+        /* Split irqchip: the LAPICs in the kernel, the IOAPIC in user space (dev/ioapic.c), no
+         * PIC and no PIT (the guest's timer is the LAPIC's TSC-deadline mode). Creating and
+         * destroying the kernel's PIC, IOAPIC and PIT costs milliseconds per VM on some hosts,
+         * and it is guest-reachable kernel code that ember's guests do not need. */
+        struct kvm_enable_cap split = {.cap = KVM_CAP_SPLIT_IRQCHIP, .args = {X86_IOAPIC_PINS}};
         if ((rc = ember_kvm_vm_set_tss_address(vm->kvm_vm, X86_TSS_ADDR)) ||
             (rc = ember_kvm_vm_set_identity_map_address(vm->kvm_vm, X86_IDENTITY_MAP_ADDR)) ||
-            (rc = ember_kvm_vm_create_irqchip(vm->kvm_vm)) ||
-            (boot_guest_needs_pit(vm->kvm) && (rc = ember_kvm_vm_create_pit2(vm->kvm_vm, &pit))))
+            (rc = ember_kvm_vm_enable_cap(vm->kvm_vm, &split)))
                 FAIL(EMBER_ERR_KVM, rc, "%s", ember_kvm_vm_last_error(vm->kvm_vm));
         return 0;
 fail:
@@ -418,6 +448,9 @@ static int vm_add_devices(struct ember_vm *vm, const struct ember_config *cfg,
                 if (log_fd < 0)
                         return log_fd;
         }
+        if ((rc = ioapic_init(&vm->ioapic, &vm->env, X86_IOAPIC_ADDR, X86_IOAPIC_ID)))
+                FAIL(EMBER_ERR_RESOURCE, rc, "cannot register the IOAPIC: %s", strerror(-rc));
+        vm->ioapic_ready = true;
         if ((rc = serial16550_init(&vm->serial, &vm->env, X86_COM1_PORT, X86_COM1_IRQ, log_fd)) ||
             (rc = i8042_init(&vm->kbd, &vm->env)) ||
             (rc = status_port_init(&vm->status, &vm->env, vm->metrics)))
@@ -539,6 +572,7 @@ int ember_vm_create(const struct ember_config *cfg, struct ember_vm **out, enum 
             .ioeventfd = hook_ioeventfd,
             .irqfd = hook_irqfd,
             .irq_line = hook_irq_line,
+            .msi_routes = hook_msi_routes,
             .stop = vm_stop,
         };
         if ((rc = vm_add_devices(vm, cfg, code, err, errlen)))

@@ -256,6 +256,10 @@ guest cpu_timer_and_caches 0 'tsc_deadline_timer\nlapic-deadline\nL1 data cache\
 	'grep -o -w -m1 tsc_deadline_timer /proc/cpuinfo; grep -o -m1 lapic-deadline /proc/timer_list
 	d=/sys/devices/system/cpu/cpu0/cache/index0
 	[ "$(cat $d/level) $(cat $d/type)" = "1 Data" ] && [ -n "$(cat $d/size)" ] && echo L1 data cache'
+# Device interrupts go through ember's user-space IOAPIC (split irqchip): the console's line is
+# IOAPIC pin 5, edge, and it has fired.
+guest interrupts_through_ioapic 0 '1 IO-APIC 5-edge\n' -- sh -c \
+	'grep virtio0 /proc/interrupts | { read -r irq n chip pin rest; echo "$((n > 0)) $chip $pin"; }'
 guest bzimage_boots 0 'hello from bzImage\n' --kernel "$BZIMAGE" -- echo hello from bzImage
 
 # --- the guest dying --------------------------------------------------------------------------

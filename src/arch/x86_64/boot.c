@@ -51,7 +51,7 @@
 #define MP_ISA_IRQS       16
 #define MP_CASCADE_IRQ    2
 #define MP_LAPIC_VERSION  0x14  /* what KVM's local APIC reports */
-#define MP_IOAPIC_VERSION 0x11  /* KVM's IOAPIC: 24 pins */
+#define MP_IOAPIC_VERSION 0x11  /* ember's IOAPIC (src/dev/ioapic.h): an 82093AA */
 #define MP_CPU_SIGNATURE  0x600 /* family 6: only informational for Linux */
 #define MP_CPU_FEATURES   0x201 /* FPU, APIC */
 
@@ -185,9 +185,8 @@ int x86_mptable_write(struct gmem *m, unsigned ncpus, char *err, size_t errlen)
         x86_put32(p + 4, (uint32_t)X86_IOAPIC_ADDR);
         p += MPC_SMALL_SIZE, entries++;
 
-        /* KVM's default routing wires GSI n to IOAPIC pin n, so ISA IRQ n is pin n (the PIT
-         * included: KVM's PIT raises GSI 0). Flags 0: polarity and trigger conform to the ISA
-         * bus, i.e. edge, active high. */
+        /* ember's IOAPIC routes GSI n as pin n, so ISA IRQ n is pin n. Flags 0: polarity and
+         * trigger conform to the ISA bus, i.e. edge, active high. */
         for (unsigned irq = 0; irq < MP_ISA_IRQS; irq++) {
                 if (irq == MP_CASCADE_IRQ)
                         continue;

@@ -87,8 +87,8 @@
 
 /* virtio-mmio: slot n at BASE + n * SLOT_SIZE, interrupt X86_VIRTIO_IRQ_FIRST + n. The ISA IRQs
  * 5..15 are free in ember's machine (COM1 is 4, i8042 is 1, timer 0, cascade 2, COM2 3 is left
- * alone); KVM's default GSI routing sends GSI n to IOAPIC pin n and, for n < 16, to the PIC,
- * and the MP table declares ISA IRQ n -> IOAPIC pin n, edge, active high. irqfd pulses suit
+ * alone); ember's IOAPIC (src/dev/ioapic.c) routes GSI n as its pin n, and the MP table declares
+ * ISA IRQ n -> IOAPIC pin n, edge, active high. irqfd pulses suit
  * edge triggering. 8 (RTC) and 12 (PS/2 mouse) are only claimed by kernels with those drivers;
  * ember's kernel has neither. */
 #define X86_VIRTIO_MMIO_BASE      0xd0000000ull
