@@ -29,6 +29,8 @@
 #
 # Exit status: the command's; 124 if the timeout hit; 125 if L1 failed (no /dev/kvm, QEMU error,
 # L1 crash). Those two cases also print "tcg-host: ..." on stderr.
+# Debugging: EMBER_TCG_MONITOR=SOCKET gives QEMU's human monitor on that unix socket (for
+# example `info registers -a` when L1 seems stuck).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -191,6 +193,7 @@ timeout -k 5 "$timeout_s" qemu-system-x86_64 \
 	-chardev "file,id=out,path=$tmp/out" -chardev "file,id=err,path=$tmp/err" \
 	-chardev "file,id=ctl,path=$tmp/ctl" \
 	-device pci-serial-4x,chardev1=out,chardev2=err,chardev3=ctl,addr=0x10 \
+	${EMBER_TCG_MONITOR:+-monitor "unix:$EMBER_TCG_MONITOR,server,nowait"} \
 	</dev/null >"$tmp/qemu.log" 2>&1 &
 qpid=$!
 pids+=("$qpid")

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -73,6 +74,58 @@ out:
         return rc;
 }
 
+static int fd_read(void *ctx, uint64_t off, void *dst, uint64_t n)
+{
+        int fd = *(const int *)ctx;
+        uint8_t *p = dst;
+        while (n > 0) {
+                ssize_t got = pread(fd, p, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
+                if (got < 0 && errno == EINTR)
+                        continue;
+                if (got < 0)
+                        return -errno;
+                if (got == 0)
+                        return -EIO;
+                p += got;
+                off += (uint64_t)got;
+                n -= (uint64_t)got;
+        }
+        return 0;
+}
+
+/* Opens and probes the kernel without reading all of it: only its headers are read now (into
+ * untouched anonymous memory, so the rest costs nothing), and boot_place reads the loadable
+ * parts straight into guest memory. */
+static int open_kernel(const char *path, struct boot_image *img, char *err, size_t errlen)
+{
+        img->kernel_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (img->kernel_fd < 0)
+                return ember_errf(err, errlen, errno, "kernel '%s': %s", path, strerror(errno));
+        struct stat st;
+        if (fstat(img->kernel_fd, &st) != 0)
+                return ember_errf(err, errlen, errno, "kernel '%s': %s", path, strerror(errno));
+        if (!S_ISREG(st.st_mode))
+                return ember_errf(err, errlen, EINVAL, "kernel '%s' is not a regular file", path);
+        if (st.st_size == 0 || (uint64_t)st.st_size > KERNEL_MAX_BYTES)
+                return ember_errf(err, errlen, EFBIG,
+                                  "kernel '%s' has %lld bytes (expected 1 to %u)", path,
+                                  (long long)st.st_size, KERNEL_MAX_BYTES);
+        img->kernel_len = (uint64_t)st.st_size;
+        uint8_t *sparse = mmap(NULL, img->kernel_len, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (sparse == MAP_FAILED)
+                return ember_errf(err, errlen, errno, "kernel '%s': %s", path, strerror(errno));
+        struct x86_image_src src = {&img->kernel_fd, fd_read, img->kernel_len};
+        int rc = x86_kernel_read_headers(&src, sparse);
+        if (rc)
+                rc = ember_errf(err, errlen, -rc, "kernel '%s': read failed: %s", path,
+                                rc == -EIO ? "file shrank" : strerror(-rc));
+        else
+                rc = x86_kernel_probe(sparse, img->kernel_len, path, &img->ki, err, errlen);
+        munmap(sparse, img->kernel_len);
+        return rc;
+}
+
 /* Writes the generated initramfs where the user asked (for another VMM, or to inspect it). */
 static int save_initramfs(const char *path, const struct initramfs *ir, char *err, size_t errlen)
 {
@@ -137,8 +190,8 @@ static int build_initramfs(const struct ember_config *cfg, struct initramfs *ir,
 {
         int rc;
         if (cfg->initramfs_path) {
-                uint8_t *extra;
-                size_t extra_len;
+                uint8_t *extra = NULL;
+                size_t extra_len = 0;
                 rc = read_file(cfg->initramfs_path, INITRAMFS_MAX_BYTES, &extra, &extra_len, err,
                                errlen, "initramfs");
                 if (rc) {
@@ -211,11 +264,8 @@ int boot_prepare(const struct ember_config *cfg, const char *devices_cmdline,
         memset(img, 0, sizeof(*img));
         initramfs_init(&img->initramfs);
         cmdline_init(&img->cmdline);
-        int rc = read_file(cfg->kernel_path, KERNEL_MAX_BYTES, &img->kernel, &img->kernel_len, err,
-                           errlen, "kernel");
-        if (!rc)
-                rc = x86_kernel_probe(img->kernel, img->kernel_len, cfg->kernel_path, &img->ki, err,
-                                      errlen);
+        img->kernel_fd = -1;
+        int rc = open_kernel(cfg->kernel_path, img, err, errlen);
         if (rc) {
                 *code = EMBER_ERR_KERNEL;
                 goto fail;
@@ -238,8 +288,9 @@ fail:
 
 void boot_image_free(struct boot_image *img)
 {
-        free(img->kernel);
-        img->kernel = NULL;
+        if (img->kernel_fd >= 0)
+                close(img->kernel_fd);
+        img->kernel_fd = -1;
         initramfs_free(&img->initramfs);
         cmdline_free(&img->cmdline);
 }
@@ -248,7 +299,8 @@ int boot_place(struct gmem *m, const struct boot_image *img, unsigned nvcpus,
                struct boot_result *out, enum ember_error *code, char *err, size_t errlen)
 {
         memset(out, 0, sizeof(*out));
-        int rc = x86_kernel_load(m, img->kernel, img->kernel_len, &img->ki, err, errlen);
+        struct x86_image_src src = {(void *)&img->kernel_fd, fd_read, img->kernel_len};
+        int rc = x86_kernel_load_from(m, &src, &img->ki, err, errlen);
         if (rc) {
                 *code = rc == -ENOMEM ? EMBER_ERR_MEMORY : EMBER_ERR_KERNEL;
                 return rc;

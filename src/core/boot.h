@@ -17,8 +17,8 @@
 /* Everything derived from the configuration before any KVM or guest-memory work, so that
  * mistakes in user input are reported first and without /dev/kvm. */
 struct boot_image {
-        uint8_t *kernel;
-        size_t kernel_len;
+        int kernel_fd; /* kept open until the kernel is loaded into guest memory */
+        uint64_t kernel_len;
         struct x86_kernel_info ki;
         struct initramfs initramfs;
         struct cmdline cmdline;

@@ -401,6 +401,77 @@ static void t_many_vms_no_fd_leak(void)
         free(path);
 }
 
+/* Walks a newc cpio: every header well formed, and the names wanted are present (in order
+ * given, anywhere). Returns how many of them were found, or -1 if the archive is malformed. */
+static int cpio_find(const uint8_t *p, size_t len, const char *const *names, int nnames)
+{
+        size_t off = 0;
+        int found = 0;
+        for (;;) {
+                if (off + 110 > len || memcmp(p + off, "070701", 6) != 0)
+                        return -1;
+                char field[9] = {0};
+                memcpy(field, p + off + 54, 8);
+                size_t filesize = strtoul(field, NULL, 16);
+                memcpy(field, p + off + 94, 8);
+                size_t namesize = strtoul(field, NULL, 16);
+                if (namesize == 0 || off + 110 + namesize > len)
+                        return -1;
+                const char *name = (const char *)p + off + 110;
+                if (name[namesize - 1] != 0)
+                        return -1;
+                if (!strcmp(name, "TRAILER!!!"))
+                        return found;
+                for (int i = 0; i < nnames; i++)
+                        if (!strcmp(name, names[i]))
+                                found++;
+                off = (off + 110 + namesize + 3) & ~(size_t)3;
+                off = (off + filesize + 3) & ~(size_t)3;
+        }
+}
+
+/* ember_builder_kernel_save_initramfs: the file is the initramfs ember boots (a newc cpio with
+ * ember-init and the exec configuration), and an unwritable path fails the build, named. */
+static void t_save_initramfs(void)
+{
+        NEED_KVM();
+        struct tiny_code c = {0};
+        tiny_exit(&c, 7);
+        char *path = tiny_guest_write(&c);
+        REQUIRE(path);
+        char saved[] = "/tmp/ember-test-initramfs-XXXXXX";
+        int fd = mkstemp(saved);
+        REQUIRE(fd >= 0);
+        close(fd);
+
+        struct ember_builder *b = tiny_builder(path, 1);
+        REQUIRE_EQ(ember_builder_kernel_save_initramfs(b, saved), 0);
+        struct ember_vm *vm = NULL;
+        REQUIRE_EQ(ember_builder_build(b, &vm), 0);
+        ember_builder_free(b);
+        CHECK_EQ(ember_vm_run(vm), 7);
+
+        static uint8_t buf[4 << 20];
+        fd = open(saved, O_RDONLY);
+        REQUIRE(fd >= 0);
+        ssize_t n = read(fd, buf, sizeof(buf));
+        close(fd);
+        REQUIRE(n > 0 && (size_t)n < sizeof(buf));
+        CHECK_EQ(n % 4, 0);
+        static const char *const names[] = {".ember/init", ".ember/config"};
+        CHECK_EQ(cpio_find(buf, (size_t)n, names, 2), 2);
+        unlink(saved);
+
+        b = tiny_builder(path, 1);
+        REQUIRE_EQ(ember_builder_kernel_save_initramfs(b, "/nonexistent-dir/initramfs"), 0);
+        CHECK(ember_builder_build(b, &vm) < 0);
+        CHECK(strstr(ember_builder_error(b), "save initramfs '/nonexistent-dir/initramfs'") !=
+              NULL);
+        ember_builder_free(b);
+        unlink(path);
+        free(path);
+}
+
 int main(void)
 {
         T_RUN(t_status_port_exit_code);
@@ -415,6 +486,7 @@ int main(void)
         T_RUN(t_observers_run_in_order_after_code_set);
         T_RUN(t_concurrent_vms);
         T_RUN(t_many_vms_no_fd_leak);
+        T_RUN(t_save_initramfs);
         T_RUN(t_enter_exits_process_with_code);
         return T_DONE();
 }

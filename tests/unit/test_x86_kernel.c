@@ -555,6 +555,103 @@ static void t_elf_load(void)
         gmem_destroy(&m);
 }
 
+/* --- probing from headers only, loading from a source --------------------------------------- */
+
+struct counting_src {
+        const uint8_t *img;
+        uint64_t len, bytes_read;
+        int fail_at_or_after; /* offset from which reads fail with -EIO (a shrunken file), or -1 */
+};
+
+static int counting_read(void *ctx, uint64_t off, void *dst, uint64_t n)
+{
+        struct counting_src *c = ctx;
+        if (off > c->len || n > c->len - off)
+                return -EIO;
+        if (c->fail_at_or_after >= 0 && off + n > (uint64_t)c->fail_at_or_after)
+                return -EIO;
+        memcpy(dst, c->img + off, n);
+        c->bytes_read += n;
+        return 0;
+}
+
+/* What x86_kernel_read_headers leaves in a zeroed buffer probes exactly like the whole image. */
+static int probe_sparse(const uint8_t *img, size_t len, struct x86_kernel_info *ki,
+                        uint64_t *bytes_read)
+{
+        uint8_t *sparse = calloc(1, len ? len : 1);
+        REQUIRE(sparse != NULL);
+        struct counting_src c = {img, len, 0, -1};
+        struct x86_image_src src = {&c, counting_read, len};
+        CHECK_EQ(x86_kernel_read_headers(&src, sparse), 0);
+        char err[256];
+        int rc = probe(sparse, len, ki, err, sizeof(err));
+        free(sparse);
+        if (bytes_read)
+                *bytes_read = c.bytes_read;
+        return rc;
+}
+
+static void t_headers_probe_like_the_whole_image(void)
+{
+        struct x86_kernel_info full, part;
+        char err[256];
+        make_elf();
+        REQUIRE_EQ(probe_sparse(elf, ELF_LEN, &part, NULL), 0);
+        REQUIRE_EQ(probe(elf, ELF_LEN, &full, err, sizeof(err)), 0);
+        CHECK(memcmp(&full, &part, sizeof(full)) == 0);
+        make_bzimage();
+        REQUIRE_EQ(probe_sparse(bz, BZ_LEN, &part, NULL), 0);
+        REQUIRE_EQ(probe(bz, BZ_LEN, &full, err, sizeof(err)), 0);
+        CHECK(memcmp(&full, &part, sizeof(full)) == 0);
+
+        /* corrupted and truncated headers: same verdict either way */
+        uint64_t seed = 0x243f6a8885a308d3ull;
+        for (int iter = 0; iter < 4000; iter++) {
+                int is_elf = iter & 1;
+                uint8_t *img = is_elf ? elf : bz;
+                size_t len = is_elf ? ELF_LEN : BZ_LEN;
+                if (is_elf)
+                        make_elf();
+                else
+                        make_bzimage();
+                for (int f = 0; f < 3; f++) {
+                        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                        size_t span = is_elf ? ELF_NOTE_OFF + 64 : 0x270;
+                        img[(seed >> 33) % span] = (uint8_t)(seed >> 20);
+                }
+                if (iter % 7 == 0)
+                        len = (size_t)(seed >> 40) % len;
+                int a = probe(img, len, &full, err, sizeof(err));
+                int b = probe_sparse(img, len, &part, NULL);
+                CHECK_EQ(a, b);
+                if (a == 0 && b == 0 && memcmp(&full, &part, sizeof(full)) != 0)
+                        FAILF("iteration %d: probes agree on success but not on the result", iter);
+        }
+}
+
+static void t_load_from_source(void)
+{
+        make_elf();
+        struct x86_kernel_info ki;
+        char err[256];
+        REQUIRE_EQ(probe(elf, ELF_LEN, &ki, err, sizeof(err)), 0);
+        struct gmem m;
+        REQUIRE_EQ(gmem_init(&m, 64 * MIB, X86_MMIO_GAP_START), 0);
+        struct counting_src c = {elf, ELF_LEN, 0, -1};
+        struct x86_image_src src = {&c, counting_read, ELF_LEN};
+        REQUIRE_EQ(x86_kernel_load_from(&m, &src, &ki, err, sizeof(err)), 0);
+        CHECK_EQ(c.bytes_read, ELF_TEXT_SIZE + ELF_DATA_SIZE); /* the segments, nothing else */
+        const uint8_t *text = gmem_ptr(&m, ELF_TEXT_PADDR, ELF_TEXT_SIZE);
+        CHECK(text && memcmp(text, elf + ELF_TEXT_OFF, ELF_TEXT_SIZE) == 0);
+
+        /* the file shrank after probing: a clear error, not a partial kernel reported as fine */
+        c = (struct counting_src){elf, ELF_LEN, 0, ELF_DATA_OFF};
+        CHECK_EQ(x86_kernel_load_from(&m, &src, &ki, err, sizeof(err)), -EIO);
+        CHECK(strstr(err, "file shorter than when it was probed") != NULL);
+        gmem_destroy(&m);
+}
+
 /* --- the real guest kernel ----------------------------------------------------------------- */
 
 static uint8_t *slurp(const char *path, size_t *len)
@@ -613,6 +710,11 @@ static void t_real_guest_kernels(void)
                 CHECK(ki.entry < 0x100000000ull);
                 CHECK(ki.nsegments >= 1);
                 CHECK_EQ(x86_kernel_load(&m, relf, elf_len, &ki, err, sizeof(err)), 0);
+                struct x86_kernel_info part;
+                uint64_t read_bytes = 0;
+                CHECK_EQ(probe_sparse(relf, elf_len, &part, &read_bytes), 0);
+                CHECK(memcmp(&ki, &part, sizeof(ki)) == 0);
+                CHECK(read_bytes < elf_len / 16); /* headers and notes only */
                 printf("info: vmlinux: PVH entry 0x%llx, %u segments, RAM [0x%llx, 0x%llx)\n",
                        (unsigned long long)ki.entry, ki.nsegments, (unsigned long long)ki.mem_start,
                        (unsigned long long)ki.mem_end);
@@ -645,6 +747,8 @@ int main(void)
         T_RUN(t_random_corruption);
         T_RUN(t_bzimage_load);
         T_RUN(t_elf_load);
+        T_RUN(t_headers_probe_like_the_whole_image);
+        T_RUN(t_load_from_source);
         T_RUN(t_real_guest_kernels);
         return T_DONE();
 }

@@ -389,9 +389,36 @@ int x86_kernel_probe(const uint8_t *img, size_t len, const char *name, struct x8
         return -ENOEXEC;
 }
 
+static int buffer_read(void *ctx, uint64_t off, void *dst, uint64_t n)
+{
+        memcpy(dst, (const uint8_t *)ctx + off, n);
+        return 0;
+}
+
 int x86_kernel_load(struct gmem *m, const uint8_t *img, size_t len,
                     const struct x86_kernel_info *ki, char *err, size_t errlen)
 {
+        struct x86_image_src src = {(void *)img, buffer_read, len};
+        return x86_kernel_load_from(m, &src, ki, err, errlen);
+}
+
+static int src_read(const struct x86_image_src *src, uint64_t off, void *dst, uint64_t n, char *err,
+                    size_t errlen)
+{
+        if (n == 0)
+                return 0;
+        int rc = src->read(src->ctx, off, dst, n);
+        if (rc)
+                x86_errf(err, errlen, "kernel image: cannot read %llu bytes at offset %llu: %s",
+                         (unsigned long long)n, (unsigned long long)off,
+                         rc == -EIO ? "file shorter than when it was probed" : strerror(-rc));
+        return rc;
+}
+
+int x86_kernel_load_from(struct gmem *m, const struct x86_image_src *src,
+                         const struct x86_kernel_info *ki, char *err, size_t errlen)
+{
+        uint64_t len = src->len;
         if (ki->mem_start >= ki->mem_end ||
             !gmem_ptr(m, ki->mem_start, ki->mem_end - ki->mem_start)) {
                 x86_errf(err, errlen, "guest memory %llu MiB too small for kernel (%llu MiB)",
@@ -408,8 +435,7 @@ int x86_kernel_load(struct gmem *m, const uint8_t *img, size_t len,
                 uint8_t *dst = gmem_ptr(m, X86_BZIMAGE_LOAD_ADDR, ki->pm_size);
                 if (!dst)
                         return -EFAULT;
-                memcpy(dst, img + ki->pm_offset, ki->pm_size);
-                return 0;
+                return src_read(src, ki->pm_offset, dst, ki->pm_size, err, errlen);
         }
         case X86_KERNEL_ELF_PVH:
                 if (ki->nsegments > X86_ELF_MAX_SEGMENTS)
@@ -431,11 +457,50 @@ int x86_kernel_load(struct gmem *m, const uint8_t *img, size_t len,
                                          x86_mib_up(ki->mem_end));
                                 return -ENOMEM;
                         }
-                        memcpy(dst, img + s->file_offset, s->file_size);
+                        int rc = src_read(src, s->file_offset, dst, s->file_size, err, errlen);
+                        if (rc)
+                                return rc;
                         memset(dst + s->file_size, 0, s->mem_size - s->file_size);
                 }
                 return 0;
         }
         x86_errf(err, errlen, "unknown kernel kind %d", (int)ki->kind);
         return -EINVAL;
+}
+
+/* Reads [off, off + n) of the source into the same place of `sparse`, clipped to the source. */
+static int sparse_fill(const struct x86_image_src *src, uint8_t *sparse, uint64_t off, uint64_t n)
+{
+        if (off >= src->len)
+                return 0;
+        if (n > src->len - off)
+                n = src->len - off;
+        return n ? src->read(src->ctx, off, sparse + off, n) : 0;
+}
+
+int x86_kernel_read_headers(const struct x86_image_src *src, uint8_t *sparse)
+{
+        int rc = sparse_fill(src, sparse, 0, X86_KERNEL_HEAD_BYTES);
+        if (rc || src->len < ELF_EHDR_SIZE ||
+            memcmp(sparse,
+                   "\x7f"
+                   "ELF",
+                   4) != 0)
+                return rc;
+        uint64_t phoff = x86_le64(sparse + 32);
+        uint16_t phentsize = x86_le16(sparse + 54), phnum = x86_le16(sparse + 56);
+        if (phentsize != ELF_PHDR_SIZE || phnum == 0 || phnum > ELF_MAX_PHDRS)
+                return 0; /* probing will say what is wrong */
+        if ((rc = sparse_fill(src, sparse, phoff, (uint64_t)phnum * ELF_PHDR_SIZE)))
+                return rc;
+        if (phoff >= src->len || (uint64_t)phnum * ELF_PHDR_SIZE > src->len - phoff)
+                return 0;
+        for (unsigned i = 0; i < phnum; i++) {
+                const uint8_t *ph = sparse + phoff + (uint64_t)i * ELF_PHDR_SIZE;
+                if (x86_le32(ph) != PT_NOTE)
+                        continue;
+                if ((rc = sparse_fill(src, sparse, x86_le64(ph + 8), x86_le64(ph + 32))))
+                        return rc;
+        }
+        return 0;
 }

@@ -63,4 +63,25 @@ int x86_kernel_probe(const uint8_t *img, size_t len, const char *name, struct x8
 int x86_kernel_load(struct gmem *m, const uint8_t *img, size_t len,
                     const struct x86_kernel_info *ki, char *err, size_t errlen);
 
+/* Where image bytes come from when the image is not in memory (a file: pread). `read` fills
+ * dst with n bytes at offset off and returns 0, or -errno (-EIO for a short read). */
+struct x86_image_src {
+        void *ctx;
+        int (*read)(void *ctx, uint64_t off, void *dst, uint64_t n);
+        uint64_t len;
+};
+
+/* A vmlinux is mostly bytes the guest needs and the loader does not: rather than reading the
+ * whole file, fill a zeroed buffer of src->len bytes (`sparse`, e.g. untouched anonymous memory)
+ * with just what x86_kernel_probe looks at: the first X86_KERNEL_HEAD_BYTES (bzImage setup,
+ * ELF header), and for ELF the program headers and every PT_NOTE. Probing `sparse` then
+ * gives the same answer as probing the whole file. Returns 0 or -errno. */
+#define X86_KERNEL_HEAD_BYTES (128u << 10)
+int x86_kernel_read_headers(const struct x86_image_src *src, uint8_t *sparse);
+
+/* x86_kernel_load reading from `src` straight into guest memory (no copy of the image). A
+ * source that changed since probing fails with -EIO. */
+int x86_kernel_load_from(struct gmem *m, const struct x86_image_src *src,
+                         const struct x86_kernel_info *ki, char *err, size_t errlen);
+
 #endif
