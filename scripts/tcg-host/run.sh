@@ -100,7 +100,7 @@ shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 # The base initramfs (busybox, modules, /init) depends only on those inputs, so it is cached.
 busybox=${EMBER_TCG_BUSYBOX:-/bin/busybox}
 key=$( {
-	cat "$here/init" "$l1/load-order" "$l1/kernel-version"
+	cat "$here/init" "$here/kvm-pin.c" "$l1/load-order" "$l1/kernel-version"
 	sha256sum "$busybox" "$l1"/modules/*
 } | sha256sum | cut -c1-16)
 base="$(dirname "$l1")/base-$key.cpio"
@@ -114,6 +114,8 @@ if [ ! -s "$base" ]; then
 	ln -s bin "$b/sbin"
 	cp "$l1"/modules/*.ko "$l1/load-order" "$b/lib/modules/"
 	install -m 755 "$here/init" "$b/init"
+	cc -std=gnu11 -O2 -static -Wall -Wextra -Werror -o "$b/bin/kvm-pin" "$here/kvm-pin.c" ||
+		die "cannot build kvm-pin (need gcc and libc6-dev)"
 	(cd "$b" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$base.$$" ||
 		die "cpio failed"
 	mv "$base.$$" "$base"

@@ -113,10 +113,10 @@ if [ "$path" = direct ]; then
 		sh "$here/scenarios.sh" </dev/null 2>&1 | drop_summary | tee "$log/out"
 	status=${PIPESTATUS[0]}
 else
-	# One test-host boot for the shell scenarios, then one per C program, so that a program
-	# that freezes the test host (seen rarely with many guests in one process under nested
-	# TCG: the whole L1 stops, kernel included) costs only its own run. A frozen test host
-	# (timeout) is retried once in a fresh one and said so; a failing test is never retried.
+	# One test-host boot for the shell scenarios, then one per C program. The test host once
+	# froze now and then (a QEMU TCG bug with kernel text patching, avoided by kvm-pin: see
+	# scripts/tcg-host/README.md); should a test host still freeze (timeout), that program is
+	# retried once in a fresh one and said so. A failing test is never retried.
 	base_files=(
 		--file "$ember:build/ember"
 		--file "$build/guest/vmlinux:build/guest/vmlinux"
