@@ -251,11 +251,13 @@ after=check_memtotal
 guest_file memory_256 0 '' --memory 256 -- grep MemTotal /proc/meminfo
 after=
 # The CPU the guest sees: the LAPIC's TSC-deadline mode is advertised and used as the tick (so
-# the kernel needs no PIT), and its cache hierarchy is described (sysfs has the L1 data cache).
-guest cpu_timer_and_caches 0 'tsc_deadline_timer\nlapic-deadline\nL1 data cache\n' -- sh -c \
-	'grep -o -w -m1 tsc_deadline_timer /proc/cpuinfo; grep -o -m1 lapic-deadline /proc/timer_list
+# the kernel needs no PIT), its cache hierarchy is described (sysfs has the L1 data cache), and
+# it has the host's model name.
+guest cpu_timer_and_caches 0 'tsc_deadline_timer\nlapic-deadline\nL1 data cache\nmodel name\n' \
+	-- sh -c 'grep -o -w -m1 tsc_deadline_timer /proc/cpuinfo; grep -o -m1 lapic-deadline /proc/timer_list
 	d=/sys/devices/system/cpu/cpu0/cache/index0
-	[ "$(cat $d/level) $(cat $d/type)" = "1 Data" ] && [ -n "$(cat $d/size)" ] && echo L1 data cache'
+	[ "$(cat $d/level) $(cat $d/type)" = "1 Data" ] && [ -n "$(cat $d/size)" ] && echo L1 data cache
+	grep -q "^model name.*: .*[A-Za-z]" /proc/cpuinfo && echo model name'
 # Device interrupts go through ember's user-space IOAPIC (split irqchip): the console's line is
 # IOAPIC pin 5, edge, and it has fired.
 guest interrupts_through_ioapic 0 '1 IO-APIC 5-edge\n' -- sh -c \

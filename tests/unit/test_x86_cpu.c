@@ -276,6 +276,29 @@ static void t_cpuid_host_facts(void)
         CHECK_EQ(get(0x80000005, 0)->ecx, 0);
         CHECK(get(1, 0)->ecx & (1u << 24));
 
+        /* brand string: KVM's empty leaves get the host's, a non-empty one is kept */
+        struct x86_cpuid_host branded = host;
+        static const char brand_text[48] = "AMD EPYC Test Processor";
+        memcpy(branded.brand, brand_text, sizeof(branded.brand));
+        amd_table();
+        add(0x80000002, 0, 0, 0, 0, 0, 0);
+        ntab = x86_cpuid_adjust(tab, ntab, 64, 0, 1, &branded);
+        char name[49] = {0};
+        for (unsigned i = 0; i < 3; i++) {
+                struct kvm_cpuid_entry2 *b = get(0x80000002 + i, 0);
+                REQUIRE(b);
+                memcpy(name + 16 * i, &b->eax, 4);
+                memcpy(name + 16 * i + 4, &b->ebx, 4);
+                memcpy(name + 16 * i + 8, &b->ecx, 4);
+                memcpy(name + 16 * i + 12, &b->edx, 4);
+        }
+        CHECK_STR(name, "AMD EPYC Test Processor");
+        amd_table();
+        add(0x80000003, 0, 0, 0x41414141, 0, 0, 0);
+        ntab = x86_cpuid_adjust(tab, ntab, 64, 0, 1, &branded);
+        CHECK(get(0x80000002, 0) == NULL); /* KVM said something: left as it is */
+        CHECK_EQ(get(0x80000003, 0)->eax, 0x41414141);
+
         /* the probe reads this CPU; on an AMD host its L1 data cache size is not zero */
         struct x86_cpuid_host probed;
         x86_cpuid_host_probe(&probed, 1);

@@ -92,6 +92,7 @@ void x86_vcpu_init_fpu(struct kvm_fpu *f)
 #define LEAF_KVM_SIG   0x40000000u
 #define LEAF_KVM_FEAT  0x40000001u
 #define LEAF_EXT_MAX   0x80000000u
+#define LEAF_BRAND     0x80000002u /* ..0x80000004 */
 #define LEAF_AMD_L1    0x80000005u
 #define LEAF_AMD_SIZES 0x80000008u
 #define LEAF_AMD_CACHE 0x8000001du
@@ -243,6 +244,39 @@ void x86_cpuid_host_probe(struct x86_cpuid_host *h, int tsc_deadline)
                 h->amd_l1[2] = c;
                 h->amd_l1[3] = d;
         }
+        for (unsigned i = 0; i < 3; i++) {
+                if (!__get_cpuid(LEAF_BRAND + i, &a, &b, &c, &d))
+                        break;
+                h->brand[i][0] = a;
+                h->brand[i][1] = b;
+                h->brand[i][2] = c;
+                h->brand[i][3] = d;
+        }
+}
+
+/* The brand string leaves, as QEMU's -cpu host passes them: only where KVM left all three
+ * empty, and only what the host has. Descriptive: "model name" in the guest's /proc/cpuinfo. */
+static void brand_leaves_fill(struct cpuid_table *c, const struct x86_cpuid_host *host)
+{
+        struct kvm_cpuid_entry2 *max = cpuid_find(c, LEAF_EXT_MAX, 0);
+        if (!max || max->eax < LEAF_BRAND + 2 || !host->brand[0][0])
+                return;
+        struct kvm_cpuid_entry2 *e[3];
+        for (unsigned i = 0; i < 3; i++) {
+                e[i] = cpuid_find(c, LEAF_BRAND + i, 0);
+                if (e[i] && (e[i]->eax || e[i]->ebx || e[i]->ecx || e[i]->edx))
+                        return;
+        }
+        for (unsigned i = 0; i < 3; i++) {
+                if (!e[i])
+                        e[i] = cpuid_add(c, LEAF_BRAND + i, 0, 0);
+                if (!e[i])
+                        return;
+                e[i]->eax = host->brand[i][0];
+                e[i]->ebx = host->brand[i][1];
+                e[i]->ecx = host->brand[i][2];
+                e[i]->edx = host->brand[i][3];
+        }
 }
 
 /* KVM zeroes leaf 0x80000005; pass the host's L1 cache and TLB description (as QEMU's
@@ -288,6 +322,8 @@ uint32_t x86_cpuid_adjust(struct kvm_cpuid_entry2 *entries, uint32_t nent, uint3
         }
         if (host && vendor == VENDOR_AMD)
                 amd_l1_leaf_fill(c, host);
+        if (host)
+                brand_leaves_fill(c, host);
 
         for (uint32_t i = 0; i < c->nent; i++) {
                 e = &c->entries[i];

@@ -40,6 +40,9 @@ struct x86_cpuid_host {
          * reports the leaf as zeros; without it Linux finds no AMD L1 cache and registers no
          * cache at all in sysfs. */
         uint32_t amd_l1[4];
+        /* This CPU's brand string (leaves 0x80000002..4), all zero if it has none. KVM reports
+         * zeros; Linux shows it as the "model name". */
+        uint32_t brand[3][4];
 };
 
 /* Fills `h` from this CPU (the cache leaf); the caller sets tsc_deadline from KVM. */
@@ -49,9 +52,10 @@ void x86_cpuid_host_probe(struct x86_cpuid_host *h, int tsc_deadline);
  * (one package, ncpus cores, one thread each): APIC ids in leaves 1, 0xb, 0x1f and 0x8000001e,
  * core counts in leaves 1, 4, 0xb, 0x1f, 0x80000008, cache sharing in 4 / 0x8000001d, the
  * hypervisor bit, and the KVM signature leaf 0x40000000 (max leaf 0x40000001). With `host`
- * (may be NULL): the TSC-deadline bit, and an all-zero AMD leaf 0x80000005 filled from the
- * host's. Missing leaf 0xb levels and KVM leaves are appended while there is room (`capacity`
- * entries). Returns the new entry count (nent unchanged if the arguments are out of range). */
+ * (may be NULL): the TSC-deadline bit, an all-zero AMD leaf 0x80000005 and all-zero brand
+ * string leaves filled from the host's. Missing leaf 0xb levels and KVM leaves are appended while
+ * there is room (`capacity` entries). Returns the new entry count (nent unchanged if the arguments
+ * are out of range). */
 uint32_t x86_cpuid_adjust(struct kvm_cpuid_entry2 *entries, uint32_t nent, uint32_t capacity,
                           unsigned vcpu_index, unsigned ncpus, const struct x86_cpuid_host *host);
 
