@@ -1,11 +1,12 @@
 #!/bin/sh
 # Boot to workload exec, ember vs QEMU microvm, inside the TCG test host (one L1 boot).
 #
-#   bench/tcg-boot.sh [-n N] [-w W] [-m MiB] [--logs DIR]
+#   bench/tcg-boot.sh [-n N] [-w W] [-m MiB] [--qemu-machine M] [--logs DIR]
 #
 #   -n N       measured runs of each VMM (default 10), alternating ember, QEMU, ember, ...
 #   -w W       unmeasured rounds first (default 1)
 #   -m MiB     guest memory for both (default 256); 1 vCPU each
+#   --qemu-machine M  QEMU's -M value (default microvm,x-option-roms=off,rtc=off,acpi=off)
 #   --logs DIR keep the guests' output of the first run of each VMM in DIR (on this host)
 #
 # Both VMMs boot the same kernel (build/guest/vmlinux, PVH ELF) with the same initramfs (the one
@@ -32,7 +33,7 @@ WORKLOAD="echo $MARKER; read -r l </proc/cmdline; echo \"guest-cmdline: \$l\""
 # and PIT (microvm's defaults under KVM), an ISA serial port for the console, no ACPI (ember
 # has none; Linux finds the CPUs and IOAPIC through the MP table), no RTC, no option ROMs.
 # microvm always runs its firmware (qboot).
-QEMU_MACHINE=microvm,x-option-roms=off,rtc=off,acpi=off
+QEMU_MACHINE=${TCG_BOOT_QEMU_MACHINE:-microvm,x-option-roms=off,rtc=off,acpi=off}
 
 in_l1() { # N W MiB
 	n=$1 w=$2 mem=$3
@@ -92,6 +93,7 @@ while [ $# -gt 0 ]; do
 	-n) n=$2; shift 2 ;;
 	-w) w=$2; shift 2 ;;
 	-m) mem=$2; shift 2 ;;
+	--qemu-machine) QEMU_MACHINE=$2; shift 2 ;;
 	--logs) logs=$2; shift 2 ;;
 	-h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/tcg-boot.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -140,4 +142,5 @@ set -- --payload "$p" --no-stdin --timeout $((600 + (n + w) * 60))
 	set -- "$@" --export "/tmp/logs/ember-0.log:$logs/ember-0.log" \
 		--export "/tmp/logs/qemu-0.log:$logs/qemu-0.log"
 }
-scripts/tcg-host/run.sh "$@" -- sh /payload/tcg-boot.sh --in-l1 "$n" "$w" "$mem"
+scripts/tcg-host/run.sh "$@" --env "TCG_BOOT_QEMU_MACHINE=$QEMU_MACHINE" \
+	-- sh /payload/tcg-boot.sh --in-l1 "$n" "$w" "$mem"
