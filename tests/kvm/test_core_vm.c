@@ -105,6 +105,28 @@ static void t_i8042_reset_stops_vm(void)
         free(path);
 }
 
+/* A new empty file from a mkstemp template (the template becomes its path). */
+static void temp_file(char *tmpl)
+{
+        int fd = mkstemp(tmpl);
+        REQUIRE(fd >= 0);
+        close(fd);
+}
+
+/* Builds the tiny guest at `kernel` with one path option set (kernel log, saved initramfs),
+ * runs it and returns its exit code. */
+static int run_with_path_option(const char *kernel,
+                                int (*option)(struct ember_builder *, const char *),
+                                const char *path)
+{
+        struct ember_builder *b = tiny_builder(kernel, 1);
+        REQUIRE_EQ(option(b, path), 0);
+        struct ember_vm *vm = NULL;
+        REQUIRE_EQ(ember_builder_build(b, &vm), 0);
+        ember_builder_free(b);
+        return ember_vm_run(vm);
+}
+
 static void t_serial_kernel_log(void)
 {
         NEED_KVM();
@@ -116,17 +138,10 @@ static void t_serial_kernel_log(void)
         char *path = tiny_guest_write(&c);
         REQUIRE(path);
         char log[] = "/tmp/ember-serial-XXXXXX";
-        int fd = mkstemp(log);
-        REQUIRE(fd >= 0);
-        close(fd);
-        struct ember_builder *b = tiny_builder(path, 1);
-        REQUIRE_EQ(ember_builder_kernel_log(b, log), 0);
-        struct ember_vm *vm = NULL;
-        REQUIRE_EQ(ember_builder_build(b, &vm), 0);
-        ember_builder_free(b);
-        CHECK_EQ(ember_vm_run(vm), 3);
+        temp_file(log);
+        CHECK_EQ(run_with_path_option(path, ember_builder_kernel_log, log), 3);
         char buf[64] = {0};
-        fd = open(log, O_RDONLY);
+        int fd = open(log, O_RDONLY);
         REQUIRE(fd >= 0);
         CHECK(read(fd, buf, sizeof(buf) - 1) > 0);
         close(fd);
@@ -440,19 +455,11 @@ static void t_save_initramfs(void)
         char *path = tiny_guest_write(&c);
         REQUIRE(path);
         char saved[] = "/tmp/ember-test-initramfs-XXXXXX";
-        int fd = mkstemp(saved);
-        REQUIRE(fd >= 0);
-        close(fd);
-
-        struct ember_builder *b = tiny_builder(path, 1);
-        REQUIRE_EQ(ember_builder_kernel_save_initramfs(b, saved), 0);
-        struct ember_vm *vm = NULL;
-        REQUIRE_EQ(ember_builder_build(b, &vm), 0);
-        ember_builder_free(b);
-        CHECK_EQ(ember_vm_run(vm), 7);
+        temp_file(saved);
+        CHECK_EQ(run_with_path_option(path, ember_builder_kernel_save_initramfs, saved), 7);
 
         static uint8_t buf[4 << 20];
-        fd = open(saved, O_RDONLY);
+        int fd = open(saved, O_RDONLY);
         REQUIRE(fd >= 0);
         ssize_t n = read(fd, buf, sizeof(buf));
         close(fd);
@@ -462,8 +469,9 @@ static void t_save_initramfs(void)
         CHECK_EQ(cpio_find(buf, (size_t)n, names, 2), 2);
         unlink(saved);
 
-        b = tiny_builder(path, 1);
+        struct ember_builder *b = tiny_builder(path, 1);
         REQUIRE_EQ(ember_builder_kernel_save_initramfs(b, "/nonexistent-dir/initramfs"), 0);
+        struct ember_vm *vm = NULL;
         CHECK(ember_builder_build(b, &vm) < 0);
         CHECK(strstr(ember_builder_error(b), "save initramfs '/nonexistent-dir/initramfs'") !=
               NULL);

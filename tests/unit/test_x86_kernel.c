@@ -452,6 +452,28 @@ static void t_elf_every_truncation(void)
         }
 }
 
+/* A fresh synthetic image (ELF on odd iterations, bzImage on even ones) with `flips` random
+ * bytes of its headers replaced (bzImage: only the setup header, from 0x1f0). */
+static uint8_t *corrupted_image(int iter, uint64_t *seed, int flips, size_t *len)
+{
+        int is_elf = iter & 1;
+        uint8_t *img = is_elf ? elf : bz;
+        *len = is_elf ? ELF_LEN : BZ_LEN;
+        if (is_elf)
+                make_elf();
+        else
+                make_bzimage();
+        for (int f = 0; f < flips; f++) {
+                *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+                size_t span = is_elf ? ELF_NOTE_OFF + 64 : 0x270;
+                size_t at = (size_t)(*seed >> 33) % span;
+                if (!is_elf && at < 0x1f0)
+                        at += 0x1f0;
+                img[at] = (uint8_t)(*seed >> 20);
+        }
+        return img;
+}
+
 /* Random byte flips in the headers of both formats: never a crash, and whatever is accepted
  * is internally consistent and loads (or is refused) without touching memory outside RAM. */
 static void t_random_corruption(void)
@@ -461,22 +483,8 @@ static void t_random_corruption(void)
         uint64_t seed = 0x9e3779b97f4a7c15ull;
         int accepted = 0;
         for (int iter = 0; iter < 20000; iter++) {
-                int is_elf = iter & 1;
-                uint8_t *img = is_elf ? elf : bz;
-                size_t len = is_elf ? ELF_LEN : BZ_LEN;
-                if (is_elf)
-                        make_elf();
-                else
-                        make_bzimage();
-                int flips = 1 + (int)(seed % 6);
-                for (int f = 0; f < flips; f++) {
-                        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-                        size_t span = is_elf ? ELF_NOTE_OFF + 64 : 0x270;
-                        size_t at = (size_t)(seed >> 33) % span;
-                        if (!is_elf && at < 0x1f0)
-                                at += 0x1f0;
-                        img[at] = (uint8_t)(seed >> 20);
-                }
+                size_t len;
+                uint8_t *img = corrupted_image(iter, &seed, 1 + (int)(seed % 6), &len);
                 struct x86_kernel_info ki;
                 char err[256];
                 if (probe(img, len, &ki, err, sizeof(err)) != 0) {
@@ -608,18 +616,8 @@ static void t_headers_probe_like_the_whole_image(void)
         /* corrupted and truncated headers: same verdict either way */
         uint64_t seed = 0x243f6a8885a308d3ull;
         for (int iter = 0; iter < 4000; iter++) {
-                int is_elf = iter & 1;
-                uint8_t *img = is_elf ? elf : bz;
-                size_t len = is_elf ? ELF_LEN : BZ_LEN;
-                if (is_elf)
-                        make_elf();
-                else
-                        make_bzimage();
-                for (int f = 0; f < 3; f++) {
-                        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-                        size_t span = is_elf ? ELF_NOTE_OFF + 64 : 0x270;
-                        img[(seed >> 33) % span] = (uint8_t)(seed >> 20);
-                }
+                size_t len;
+                uint8_t *img = corrupted_image(iter, &seed, 3, &len);
                 if (iter % 7 == 0)
                         len = (size_t)(seed >> 40) % len;
                 int a = probe(img, len, &full, err, sizeof(err));
