@@ -27,6 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_NAME "tcg_boot_runner"
+#include "bench_util.h"
+
 extern char **environ;
 
 #define OUT_MAX (256u << 10) /* output kept per run, for the marker and --log-dir */
@@ -44,25 +47,6 @@ struct run_result {
         char *out;
         size_t out_len;
 };
-
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        fprintf(stderr, "tcg_boot_runner: ");
-        vfprintf(stderr, fmt, ap);
-        fprintf(stderr, "\n");
-        va_end(ap);
-        exit(1);
-}
 
 /* True if `marker` starts a line of out[0..len) at an offset >= from. */
 static bool marker_at_line_start(const char *out, size_t from, size_t len, const char *marker)
@@ -148,20 +132,6 @@ static void run_once(char **argv, const char *marker, int timeout_s, struct run_
         r->exit_ms = (double)(now_ns() - t0) / 1e6;
         r->rss_mib = (double)ru.ru_maxrss / 1024.0;
         r->status = killed ? 124 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-        return (x > y) - (x < y);
-}
-
-static void stats(double *v, int n, double *med, double *min, double *max)
-{
-        qsort(v, (size_t)n, sizeof(double), cmp_double);
-        *min = v[0];
-        *max = v[n - 1];
-        *med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static void save_log(const char *dir, const char *name, int round, const struct run_result *r)
@@ -283,13 +253,13 @@ int main(int argc, char **argv)
         printf("\n%-34s %10s %10s %10s\n", "", "median", "min", "max");
         for (int k = 0; k < 2; k++) {
                 char label[96];
-                stats(v[k].marker_ms, v[k].n, &med[k][0], &min, &max);
+                bench_stats(v[k].marker_ms, v[k].n, &med[k][0], &min, &max);
                 snprintf(label, sizeof(label), "%s: spawn -> marker (ms)", v[k].name);
                 printf("%-34s %10.1f %10.1f %10.1f\n", label, med[k][0], min, max);
-                stats(v[k].exit_ms, v[k].n, &med[k][1], &min, &max);
+                bench_stats(v[k].exit_ms, v[k].n, &med[k][1], &min, &max);
                 snprintf(label, sizeof(label), "%s: spawn -> exit (ms)", v[k].name);
                 printf("%-34s %10.1f %10.1f %10.1f\n", label, med[k][1], min, max);
-                stats(v[k].rss_mib, v[k].n, &med[k][2], &min, &max);
+                bench_stats(v[k].rss_mib, v[k].n, &med[k][2], &min, &max);
                 snprintf(label, sizeof(label), "%s: peak RSS (MiB)", v[k].name);
                 printf("%-34s %10.1f %10.1f %10.1f\n", label, med[k][2], min, max);
         }

@@ -43,6 +43,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_NAME "tiny_boot"
+#include "bench_util.h"
+
 #include "ember/ember.h"
 #include "ember/guest_abi.h"
 #include "ember/kvm.h"
@@ -73,25 +76,6 @@ struct series {
         int n;
 };
 
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        fprintf(stderr, "tiny_boot: ");
-        vfprintf(stderr, fmt, ap);
-        fprintf(stderr, "\n");
-        va_end(ap);
-        exit(1);
-}
-
 static void series_init(struct series *s, const char *name, int cap)
 {
         s->name = name;
@@ -101,23 +85,10 @@ static void series_init(struct series *s, const char *name, int cap)
                 die("out of memory");
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-        return (x > y) - (x < y);
-}
-
 /* Median, min, max of a series (sorted in place). */
 static void stats(struct series *s, double *med, double *min, double *max)
 {
-        if (s->n == 0) {
-                *med = *min = *max = 0;
-                return;
-        }
-        qsort(s->v, (size_t)s->n, sizeof(double), cmp_double);
-        *min = s->v[0];
-        *max = s->v[s->n - 1];
-        *med = s->n % 2 ? s->v[s->n / 2] : (s->v[s->n / 2 - 1] + s->v[s->n / 2]) / 2;
+        bench_stats(s->v, s->n, med, min, max);
 }
 
 static double median(struct series *s)
