@@ -24,56 +24,8 @@ extern const uint8_t ember_init_blob_end[];
 #define KERNEL_MAX_BYTES    (512u << 20)
 #define INITRAMFS_MAX_BYTES (2048u << 20)
 
-/* Reads a whole regular file; max bounds what a user can make us allocate. */
-static int read_file(const char *path, size_t max, uint8_t **out, size_t *len, char *err,
-                     size_t errlen, const char *what)
-{
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return ember_errf(err, errlen, errno, "%s '%s': %s", what, path, strerror(errno));
-        struct stat st;
-        int rc = 0;
-        uint8_t *buf = NULL;
-        if (fstat(fd, &st) != 0) {
-                rc = ember_errf(err, errlen, errno, "%s '%s': %s", what, path, strerror(errno));
-                goto out;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                rc = ember_errf(err, errlen, EINVAL, "%s '%s' is not a regular file", what, path);
-                goto out;
-        }
-        if (st.st_size == 0 || (uint64_t)st.st_size > max) {
-                rc = ember_errf(err, errlen, EFBIG, "%s '%s' has %lld bytes (expected 1 to %zu)",
-                                what, path, (long long)st.st_size, max);
-                goto out;
-        }
-        buf = malloc((size_t)st.st_size);
-        if (!buf) {
-                rc = ember_errf(err, errlen, ENOMEM, "%s '%s': out of memory", what, path);
-                goto out;
-        }
-        size_t got = 0;
-        while (got < (size_t)st.st_size) {
-                ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        rc = ember_errf(
-                            err, errlen, n < 0 ? errno : EIO, "%s '%s': read failed%s%s", what,
-                            path, n < 0 ? ": " : " (file shrank)", n < 0 ? strerror(errno) : "");
-                        goto out;
-                }
-                got += (size_t)n;
-        }
-        *out = buf;
-        *len = got;
-        buf = NULL;
-out:
-        free(buf);
-        close(fd);
-        return rc;
-}
-
+/* Fills dst with n bytes of the file at offset off (ctx points at the fd): 0, -errno, or -EIO
+ * when the file ends first. An x86_image_src reader. */
 static int fd_read(void *ctx, uint64_t off, void *dst, uint64_t n)
 {
         int fd = *(const int *)ctx;
@@ -93,33 +45,78 @@ static int fd_read(void *ctx, uint64_t off, void *dst, uint64_t n)
         return 0;
 }
 
+static int read_failed(char *err, size_t errlen, const char *what, const char *path, int rc)
+{
+        return ember_errf(err, errlen, -rc, "%s '%s': read failed%s%s", what, path,
+                          rc == -EIO ? " (file shrank)" : ": ", rc == -EIO ? "" : strerror(-rc));
+}
+
+/* Opens a user-given regular file of 1 to max bytes; *fd is -1 on failure. */
+static int open_input(const char *path, uint64_t max, const char *what, int *fd, uint64_t *size,
+                      char *err, size_t errlen)
+{
+        *fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (*fd < 0)
+                return ember_errf(err, errlen, errno, "%s '%s': %s", what, path, strerror(errno));
+        struct stat st;
+        int rc = 0;
+        if (fstat(*fd, &st) != 0)
+                rc = ember_errf(err, errlen, errno, "%s '%s': %s", what, path, strerror(errno));
+        else if (!S_ISREG(st.st_mode))
+                rc = ember_errf(err, errlen, EINVAL, "%s '%s' is not a regular file", what, path);
+        else if (st.st_size == 0 || (uint64_t)st.st_size > max)
+                rc = ember_errf(err, errlen, EFBIG, "%s '%s' has %lld bytes (expected 1 to %llu)",
+                                what, path, (long long)st.st_size, (unsigned long long)max);
+        if (rc) {
+                close(*fd);
+                *fd = -1;
+                return rc;
+        }
+        *size = (uint64_t)st.st_size;
+        return 0;
+}
+
+/* Reads a whole regular file; max bounds what a user can make us allocate. */
+static int read_file(const char *path, uint64_t max, uint8_t **out, size_t *len, char *err,
+                     size_t errlen, const char *what)
+{
+        int fd;
+        uint64_t size;
+        int rc = open_input(path, max, what, &fd, &size, err, errlen);
+        if (rc)
+                return rc;
+        uint8_t *buf = malloc((size_t)size);
+        if (!buf)
+                rc = ember_errf(err, errlen, ENOMEM, "%s '%s': out of memory", what, path);
+        else if ((rc = fd_read(&fd, 0, buf, size)))
+                rc = read_failed(err, errlen, what, path, rc);
+        close(fd);
+        if (rc) {
+                free(buf);
+                return rc;
+        }
+        *out = buf;
+        *len = (size_t)size;
+        return 0;
+}
+
 /* Opens and probes the kernel without reading all of it: only its headers are read now (into
  * untouched anonymous memory, so the rest costs nothing), and boot_place reads the loadable
  * parts straight into guest memory. */
 static int open_kernel(const char *path, struct boot_image *img, char *err, size_t errlen)
 {
-        img->kernel_fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (img->kernel_fd < 0)
-                return ember_errf(err, errlen, errno, "kernel '%s': %s", path, strerror(errno));
-        struct stat st;
-        if (fstat(img->kernel_fd, &st) != 0)
-                return ember_errf(err, errlen, errno, "kernel '%s': %s", path, strerror(errno));
-        if (!S_ISREG(st.st_mode))
-                return ember_errf(err, errlen, EINVAL, "kernel '%s' is not a regular file", path);
-        if (st.st_size == 0 || (uint64_t)st.st_size > KERNEL_MAX_BYTES)
-                return ember_errf(err, errlen, EFBIG,
-                                  "kernel '%s' has %lld bytes (expected 1 to %u)", path,
-                                  (long long)st.st_size, KERNEL_MAX_BYTES);
-        img->kernel_len = (uint64_t)st.st_size;
+        int rc = open_input(path, KERNEL_MAX_BYTES, "kernel", &img->kernel_fd, &img->kernel_len,
+                            err, errlen);
+        if (rc)
+                return rc;
         uint8_t *sparse = mmap(NULL, img->kernel_len, PROT_READ | PROT_WRITE,
                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (sparse == MAP_FAILED)
                 return ember_errf(err, errlen, errno, "kernel '%s': %s", path, strerror(errno));
         struct x86_image_src src = {&img->kernel_fd, fd_read, img->kernel_len};
-        int rc = x86_kernel_read_headers(&src, sparse);
+        rc = x86_kernel_read_headers(&src, sparse);
         if (rc)
-                rc = ember_errf(err, errlen, -rc, "kernel '%s': read failed: %s", path,
-                                rc == -EIO ? "file shrank" : strerror(-rc));
+                rc = read_failed(err, errlen, "kernel", path, rc);
         else
                 rc = x86_kernel_probe(sparse, img->kernel_len, path, &img->ki, err, errlen);
         munmap(sparse, img->kernel_len);
