@@ -1,6 +1,7 @@
 #include "arch/x86_64/cpu.h"
 
 #include <cpuid.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "arch/x86_64/bytes.h"
@@ -233,25 +234,38 @@ static void topology_level(struct kvm_cpuid_entry2 *e, unsigned apic_id, unsigne
         e->edx = apic_id;
 }
 
+/* This CPU's `leaf` into r[0..3] (eax..edx); left zero where the CPU lacks the leaf. */
+static void host_leaf(uint32_t leaf, uint32_t r[4])
+{
+        unsigned a, b, c, d;
+        if (!__get_cpuid(leaf, &a, &b, &c, &d))
+                return;
+        r[0] = a;
+        r[1] = b;
+        r[2] = c;
+        r[3] = d;
+}
+
+static bool entry_empty(const struct kvm_cpuid_entry2 *e)
+{
+        return !e->eax && !e->ebx && !e->ecx && !e->edx;
+}
+
+static void entry_set(struct kvm_cpuid_entry2 *e, const uint32_t r[4])
+{
+        e->eax = r[0];
+        e->ebx = r[1];
+        e->ecx = r[2];
+        e->edx = r[3];
+}
+
 void x86_cpuid_host_probe(struct x86_cpuid_host *h, int tsc_deadline)
 {
         memset(h, 0, sizeof(*h));
         h->tsc_deadline = tsc_deadline;
-        unsigned a, b, c, d;
-        if (__get_cpuid(LEAF_AMD_L1, &a, &b, &c, &d)) {
-                h->amd_l1[0] = a;
-                h->amd_l1[1] = b;
-                h->amd_l1[2] = c;
-                h->amd_l1[3] = d;
-        }
-        for (unsigned i = 0; i < 3; i++) {
-                if (!__get_cpuid(LEAF_BRAND + i, &a, &b, &c, &d))
-                        break;
-                h->brand[i][0] = a;
-                h->brand[i][1] = b;
-                h->brand[i][2] = c;
-                h->brand[i][3] = d;
-        }
+        host_leaf(LEAF_AMD_L1, h->amd_l1);
+        for (unsigned i = 0; i < 3; i++)
+                host_leaf(LEAF_BRAND + i, h->brand[i]);
 }
 
 /* The brand string leaves, as QEMU's -cpu host passes them: only where KVM left all three
@@ -264,7 +278,7 @@ static void brand_leaves_fill(struct cpuid_table *c, const struct x86_cpuid_host
         struct kvm_cpuid_entry2 *e[3];
         for (unsigned i = 0; i < 3; i++) {
                 e[i] = cpuid_find(c, LEAF_BRAND + i, 0);
-                if (e[i] && (e[i]->eax || e[i]->ebx || e[i]->ecx || e[i]->edx))
+                if (e[i] && !entry_empty(e[i]))
                         return;
         }
         for (unsigned i = 0; i < 3; i++) {
@@ -272,10 +286,7 @@ static void brand_leaves_fill(struct cpuid_table *c, const struct x86_cpuid_host
                         e[i] = cpuid_add(c, LEAF_BRAND + i, 0, 0);
                 if (!e[i])
                         return;
-                e[i]->eax = host->brand[i][0];
-                e[i]->ebx = host->brand[i][1];
-                e[i]->ecx = host->brand[i][2];
-                e[i]->edx = host->brand[i][3];
+                entry_set(e[i], host->brand[i]);
         }
 }
 
@@ -289,12 +300,8 @@ static void amd_l1_leaf_fill(struct cpuid_table *c, const struct x86_cpuid_host 
                 return;
         if (!e)
                 e = cpuid_add(c, LEAF_AMD_L1, 0, 0);
-        if (!e || e->eax || e->ebx || e->ecx || e->edx)
-                return;
-        e->eax = host->amd_l1[0];
-        e->ebx = host->amd_l1[1];
-        e->ecx = host->amd_l1[2];
-        e->edx = host->amd_l1[3];
+        if (e && entry_empty(e))
+                entry_set(e, host->amd_l1);
 }
 
 uint32_t x86_cpuid_adjust(struct kvm_cpuid_entry2 *entries, uint32_t nent, uint32_t capacity,
