@@ -129,19 +129,28 @@ else
 	# froze now and then (a QEMU TCG bug with kernel text patching, avoided by kvm-pin: see
 	# scripts/tcg-host/README.md); should a test host still freeze (timeout), that program is
 	# retried once in a fresh one and said so. A failing test is never retried.
-	base_files=(
-		--file "$ember:build/ember"
-		--file "$build/guest/vmlinux:build/guest/vmlinux"
-		--file "$build/guest/bzImage:build/guest/bzImage"
-		--file "$build/rootfs:build/rootfs"
-		--file "$here/scenarios.sh:e2e/scenarios.sh"
-	)
+	guest_files() { # PREFIX: ember, the kernels and the root, under /payload/PREFIX in L1
+		l1_guest=(
+			--file "$ember:$1/ember"
+			--file "$build/guest/vmlinux:$1/guest/vmlinux"
+			--file "$build/guest/bzImage:$1/guest/bzImage"
+			--file "$build/rootfs:$1/rootfs"
+		)
+	}
+	tcg_host() { # LIMIT tcg-host-args... -- command...: one test-host run, stderr included
+		local limit=$1
+		shift
+		# 4 GiB: room for the programs that run many guests at once (QEMU allocates lazily).
+		"$root/scripts/tcg-host/run.sh" --no-stdin --timings --timeout "$limit" \
+			--memory "${E2E_TCG_MEMORY:-4096}" \
+			--env "E2E_TIMEOUT=${E2E_TIMEOUT:-120}" \
+			--env "E2E_PROG_TIMEOUT=${E2E_PROG_TIMEOUT:-300}" "$@" 2>&1
+	}
 	run_l1() { # timeout only progs-args...
 		local limit=$1 sel=$2
 		shift 2
-		# 4 GiB: room for the programs that run many guests at once (QEMU allocates lazily).
-		"$root/scripts/tcg-host/run.sh" --no-stdin --timings --timeout "$limit" \
-			--memory "${E2E_TCG_MEMORY:-4096}" "${base_files[@]}" "$@" \
+		guest_files build
+		tcg_host "$limit" "${l1_guest[@]}" --file "$here/scenarios.sh:e2e/scenarios.sh" "$@" \
 			--env EMBER=/payload/build/ember \
 			--env KERNEL=/payload/build/guest/vmlinux \
 			--env BZIMAGE=/payload/build/guest/bzImage \
@@ -149,9 +158,7 @@ else
 			--env SCRATCH=/tmp/e2e \
 			--env E2E_PROGS=/payload/e2e/progs \
 			--env "E2E_ONLY=$sel" \
-			--env "E2E_TIMEOUT=${E2E_TIMEOUT:-120}" \
-			--env "E2E_PROG_TIMEOUT=${E2E_PROG_TIMEOUT:-300}" \
-			-- sh /payload/e2e/scenarios.sh 2>&1 | drop_summary | tee -a "$log/out"
+			-- sh /payload/e2e/scenarios.sh | drop_summary | tee -a "$log/out"
 		return "${PIPESTATUS[0]}"
 	}
 	l1_status() { # name status: turns a test-host failure (124, 125) into a FAIL line
@@ -197,16 +204,11 @@ else
 			mkdir -p "$d/tests/e2e" "$d/build/tests/e2e"
 			cp "$here"/run.sh "$here"/scenarios.sh "$here"/*.c "$d/tests/e2e/"
 			for p in "${progs[@]}"; do cp "$p" "$d/build/tests/e2e/"; done
-			"$root/scripts/tcg-host/run.sh" --no-stdin --timings --timeout "${E2E_TCG_TIMEOUT:-2400}" \
-				--memory "${E2E_TCG_MEMORY:-4096}" \
+			guest_files main/build
+			tcg_host "${E2E_TCG_TIMEOUT:-2400}" "${l1_guest[@]}" \
 				--file "$d/tests:main/tests" --file "$d/build/tests:main/build/tests" \
-				--file "$ember:main/build/ember" \
-				--file "$build/guest/vmlinux:main/build/guest/vmlinux" \
-				--file "$build/guest/bzImage:main/build/guest/bzImage" \
-				--file "$build/rootfs:main/build/rootfs" --file "$bash_static:bin/bash" \
-				--env "E2E_ONLY=$only" --env "E2E_TIMEOUT=${E2E_TIMEOUT:-120}" \
-				--env "E2E_PROG_TIMEOUT=${E2E_PROG_TIMEOUT:-300}" \
-				-- bash /payload/main/tests/e2e/run.sh --build /payload/main/build --path direct 2>&1 |
+				--file "$bash_static:bin/bash" --env "E2E_ONLY=$only" \
+				-- bash /payload/main/tests/e2e/run.sh --build /payload/main/build --path direct |
 				drop_summary | sed -E 's/^(PASS|FAIL|SKIP) /\1 direct:/' | tee -a "$log/out"
 			st=${PIPESTATUS[0]}
 			l1_status e2e_tcg_host_direct_path "$st"
