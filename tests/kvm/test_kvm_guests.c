@@ -406,21 +406,32 @@ static void enable_user_space_msr(struct kt *t)
 }
 
 /* rdmsr of an MSR KVM does not know exits to user space, which supplies the value. */
-static void t_rdmsr_exit(void)
+/* A real-mode guest running `code` (3 bytes: rdmsr or wrmsr, then hlt) with user-space MSR
+ * exits on, ecx = an MSR KVM does not know, and edx:eax = rdx:rax. */
+static struct kt *msr_guest(const uint8_t code[3], uint64_t rax, uint64_t rdx)
 {
-        static const uint8_t code[] = {0x0f, 0x32, 0xf4}; /* rdmsr; hlt */
         struct kt *t = kt_open_vm();
-        struct ember_kvm_exit exit;
         struct kvm_regs regs;
 
         enable_user_space_msr(t);
         kt_add_memory(t, KT_GUEST_GPA, KT_GUEST_SIZE, 0);
-        memcpy(t->mem, code, sizeof(code));
+        memcpy(t->mem, code, 3);
         kt_create_vcpu(t);
         kt_real_mode(t, KT_GUEST_GPA);
         KT_VCPU_OK(t, ember_kvm_vcpu_get_regs(t->vcpu, &regs));
         regs.rcx = 0x474f4f00;
+        regs.rax = rax;
+        regs.rdx = rdx;
         KT_VCPU_OK(t, ember_kvm_vcpu_set_regs(t->vcpu, &regs));
+        return t;
+}
+
+static void t_rdmsr_exit(void)
+{
+        static const uint8_t code[] = {0x0f, 0x32, 0xf4}; /* rdmsr; hlt */
+        struct kt *t = msr_guest(code, 0, 0);
+        struct ember_kvm_exit exit;
+        struct kvm_regs regs;
 
         kt_run_expect(t, &exit, EMBER_KVM_EXIT_X86_RDMSR);
         CHECK_EQ(exit.u.msr.reason, KVM_MSR_EXIT_REASON_UNKNOWN);
@@ -435,20 +446,8 @@ static void t_rdmsr_exit(void)
 static void t_wrmsr_exit(void)
 {
         static const uint8_t code[] = {0x0f, 0x30, 0xf4}; /* wrmsr; hlt */
-        struct kt *t = kt_open_vm();
+        struct kt *t = msr_guest(code, 0xdeadbeef, 0xd0c0ffee);
         struct ember_kvm_exit exit;
-        struct kvm_regs regs;
-
-        enable_user_space_msr(t);
-        kt_add_memory(t, KT_GUEST_GPA, KT_GUEST_SIZE, 0);
-        memcpy(t->mem, code, sizeof(code));
-        kt_create_vcpu(t);
-        kt_real_mode(t, KT_GUEST_GPA);
-        KT_VCPU_OK(t, ember_kvm_vcpu_get_regs(t->vcpu, &regs));
-        regs.rcx = 0x474f4f00;
-        regs.rax = 0xdeadbeef;
-        regs.rdx = 0xd0c0ffee;
-        KT_VCPU_OK(t, ember_kvm_vcpu_set_regs(t->vcpu, &regs));
 
         kt_run_expect(t, &exit, EMBER_KVM_EXIT_X86_WRMSR);
         CHECK_EQ(exit.u.msr.reason, KVM_MSR_EXIT_REASON_UNKNOWN);
