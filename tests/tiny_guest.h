@@ -73,8 +73,24 @@ static inline void tiny_hlt(struct tiny_code *c)
         tiny_emit(c, "\xfa\xf4", 2); /* cli; hlt */
 }
 
-/* Writes the ELF to a new temp file; returns its path (malloc'd) or NULL. */
-static inline char *tiny_guest_write(const struct tiny_code *c)
+/* movzx eax, byte [gpa] ; or eax, EXIT word ; out to the status port: the guest reports the
+ * byte at guest-physical `gpa` (paging is off) as its exit code. */
+static inline void tiny_exit_with_byte_at(struct tiny_code *c, uint32_t gpa)
+{
+        tiny_emit(c, "\x0f\xb6\x05", 3);
+        tiny_u32(c, gpa);
+        tiny_emit(c, "\x0d", 1);
+        tiny_u32(c, EMBER_ABI_WORD(EMBER_ABI_CMD_EXIT, 0));
+        tiny_emit(c, "\xba", 1);
+        tiny_u32(c, EMBER_ABI_PORT);
+        tiny_emit(c, "\xef", 1);
+}
+
+/* Writes the ELF to a new temp file; returns its path (malloc'd) or NULL. The PT_LOAD segment
+ * holds the code, then zeros up to `seg_size` bytes (at least the code's size; the file is
+ * sparse), and its last byte is `tail` when seg_size is larger than the code. */
+static inline char *tiny_guest_write_sized(const struct tiny_code *c, uint64_t seg_size,
+                                           uint8_t tail)
 {
         struct {
                 Elf64_Ehdr eh;
@@ -83,6 +99,8 @@ static inline char *tiny_guest_write(const struct tiny_code *c)
                 char name[4];
                 uint32_t entry;
         } __attribute__((packed)) f;
+        if (seg_size < c->n)
+                seg_size = c->n;
         memset(&f, 0, sizeof(f));
         memcpy(f.eh.e_ident, ELFMAG, SELFMAG);
         f.eh.e_ident[EI_CLASS] = ELFCLASS64;
@@ -101,7 +119,7 @@ static inline char *tiny_guest_write(const struct tiny_code *c)
         f.ph[0].p_flags = PF_R | PF_X;
         f.ph[0].p_offset = code_off;
         f.ph[0].p_vaddr = f.ph[0].p_paddr = TINY_LOAD_ADDR;
-        f.ph[0].p_filesz = f.ph[0].p_memsz = c->n;
+        f.ph[0].p_filesz = f.ph[0].p_memsz = seg_size;
         f.ph[0].p_align = 4096;
         f.ph[1].p_type = PT_NOTE;
         f.ph[1].p_flags = PF_R;
@@ -118,22 +136,21 @@ static inline char *tiny_guest_write(const struct tiny_code *c)
         int fd = mkstemp(tmpl);
         if (fd < 0)
                 return NULL;
-        uint8_t *img = calloc(1, code_off + c->n);
-        if (!img) {
-                close(fd);
-                unlink(tmpl);
-                return NULL;
-        }
-        memcpy(img, &f, sizeof(f));
-        memcpy(img + code_off, c->b, c->n);
-        ssize_t w = write(fd, img, code_off + c->n);
-        free(img);
+        int ok = ftruncate(fd, (off_t)(code_off + seg_size)) == 0 &&
+                 pwrite(fd, &f, sizeof(f), 0) == (ssize_t)sizeof(f) &&
+                 pwrite(fd, c->b, c->n, (off_t)code_off) == (ssize_t)c->n &&
+                 (seg_size == c->n || pwrite(fd, &tail, 1, (off_t)(code_off + seg_size - 1)) == 1);
         close(fd);
-        if (w != (ssize_t)(code_off + c->n)) {
+        if (!ok) {
                 unlink(tmpl);
                 return NULL;
         }
         return strdup(tmpl);
+}
+
+static inline char *tiny_guest_write(const struct tiny_code *c)
+{
+        return tiny_guest_write_sized(c, c->n, 0);
 }
 
 #endif

@@ -255,32 +255,32 @@ static int build_cmdline(const struct ember_config *cfg, const char *devices, ui
         return 0;
 }
 
-int boot_prepare(const struct ember_config *cfg, const char *devices_cmdline,
-                 struct boot_image *img, enum ember_error *code, char *err, size_t errlen)
+int boot_open_kernel(const struct ember_config *cfg, struct boot_image *img, enum ember_error *code,
+                     char *err, size_t errlen)
 {
         memset(img, 0, sizeof(*img));
         initramfs_init(&img->initramfs);
         cmdline_init(&img->cmdline);
         img->kernel_fd = -1;
         int rc = open_kernel(cfg->kernel_path, img, err, errlen);
-        if (rc) {
+        if (rc)
                 *code = EMBER_ERR_KERNEL;
-                goto fail;
-        }
-        if ((rc = build_initramfs(cfg, &img->initramfs, code, err, errlen)))
-                goto fail;
+        return rc;
+}
+
+int boot_prepare(const struct ember_config *cfg, const char *devices_cmdline,
+                 struct boot_image *img, enum ember_error *code, char *err, size_t errlen)
+{
+        int rc = build_initramfs(cfg, &img->initramfs, code, err, errlen);
+        if (rc)
+                return rc;
         if (cfg->save_initramfs_path &&
             (rc = save_initramfs(cfg->save_initramfs_path, &img->initramfs, err, errlen))) {
                 *code = EMBER_ERR_INITRAMFS;
-                goto fail;
+                return rc;
         }
-        if ((rc = build_cmdline(cfg, devices_cmdline, img->ki.cmdline_max, &img->cmdline, code, err,
-                                errlen)))
-                goto fail;
-        return 0;
-fail:
-        boot_image_free(img);
-        return rc;
+        return build_cmdline(cfg, devices_cmdline, img->ki.cmdline_max, &img->cmdline, code, err,
+                             errlen);
 }
 
 void boot_image_free(struct boot_image *img)
@@ -292,16 +292,31 @@ void boot_image_free(struct boot_image *img)
         cmdline_free(&img->cmdline);
 }
 
+uint64_t boot_kernel_bytes(const struct boot_image *img)
+{
+        const struct x86_kernel_info *ki = &img->ki;
+        if (ki->kind == X86_KERNEL_BZIMAGE)
+                return ki->pm_size;
+        uint64_t n = 0;
+        for (unsigned i = 0; i < ki->nsegments && i < X86_ELF_MAX_SEGMENTS; i++)
+                n += ki->segment[i].file_size;
+        return n;
+}
+
+int boot_load_kernel(struct gmem *m, const struct boot_image *img, enum ember_error *code,
+                     char *err, size_t errlen)
+{
+        struct x86_image_src src = {(void *)&img->kernel_fd, fd_read, img->kernel_len};
+        int rc = x86_kernel_load_from(m, &src, &img->ki, err, errlen);
+        if (rc)
+                *code = rc == -ENOMEM ? EMBER_ERR_MEMORY : EMBER_ERR_KERNEL;
+        return rc;
+}
+
 int boot_place(struct gmem *m, const struct boot_image *img, unsigned nvcpus,
                struct boot_result *out, enum ember_error *code, char *err, size_t errlen)
 {
         memset(out, 0, sizeof(*out));
-        struct x86_image_src src = {(void *)&img->kernel_fd, fd_read, img->kernel_len};
-        int rc = x86_kernel_load_from(m, &src, &img->ki, err, errlen);
-        if (rc) {
-                *code = rc == -ENOMEM ? EMBER_ERR_MEMORY : EMBER_ERR_KERNEL;
-                return rc;
-        }
         struct x86_boot_cfg bc = {
             .kernel = &img->ki,
             .cmdline = cmdline_str(&img->cmdline),
@@ -309,7 +324,7 @@ int boot_place(struct gmem *m, const struct boot_image *img, unsigned nvcpus,
             .initramfs_len = initramfs_len(&img->initramfs),
             .ncpus = nvcpus,
         };
-        rc = x86_boot_setup(m, &bc, &out->entry, err, errlen);
+        int rc = x86_boot_setup(m, &bc, &out->entry, err, errlen);
         if (rc) {
                 *code = rc == -ENOMEM ? EMBER_ERR_MEMORY : EMBER_ERR_INVALID;
                 return rc;

@@ -32,12 +32,25 @@ struct boot_result {
         size_t initramfs_bytes;
 };
 
-/* Reads and checks the kernel, packs the initramfs and builds the command line.
+/* Opens the kernel and probes it from its headers (the image is read later, by
+ * boot_load_kernel). Initializes `img`; release it with boot_image_free whatever the result. */
+int boot_open_kernel(const struct ember_config *cfg, struct boot_image *img, enum ember_error *code,
+                     char *err, size_t errlen);
+/* Packs the initramfs (and saves it when asked) and builds the command line.
  * `devices_cmdline` holds the virtio_mmio.device= words. */
 int boot_prepare(const struct ember_config *cfg, const char *devices_cmdline,
                  struct boot_image *img, enum ember_error *code, char *err, size_t errlen);
 void boot_image_free(struct boot_image *img);
-/* Writes kernel, initramfs and boot structures into guest memory. */
+/* How many bytes of the kernel file boot_load_kernel copies. */
+uint64_t boot_kernel_bytes(const struct boot_image *img);
+/* Reads the kernel's loadable parts into guest memory. It touches nothing but `img` (read only)
+ * and the kernel's range of guest memory, so it may run on another thread while boot_prepare
+ * fills the initramfs and command line of the same `img`. */
+int boot_load_kernel(struct gmem *m, const struct boot_image *img, enum ember_error *code,
+                     char *err, size_t errlen);
+/* Writes the command line, initramfs and boot structures into guest memory. They all lie
+ * outside the kernel's extent [ki.mem_start, ki.mem_end), which is not read either: this may
+ * run while boot_load_kernel copies the kernel. */
 int boot_place(struct gmem *m, const struct boot_image *img, unsigned nvcpus,
                struct boot_result *out, enum ember_error *code, char *err, size_t errlen);
 

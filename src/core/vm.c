@@ -393,8 +393,9 @@ fail:
         return rc;
 }
 
-static int vm_map_memory(struct ember_vm *vm, const struct ember_config *cfg,
-                         enum ember_error *code, char *err, size_t errlen)
+/* Maps guest RAM (no KVM work yet: the kernel can be copied in while KVM is set up). */
+static int vm_alloc_memory(struct ember_vm *vm, const struct ember_config *cfg,
+                           enum ember_error *code, char *err, size_t errlen)
 {
         uint64_t bytes = (uint64_t)cfg->memory_mib << 20;
         long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
@@ -407,6 +408,14 @@ static int vm_map_memory(struct ember_vm *vm, const struct ember_config *cfg,
         if (rc)
                 FAIL(EMBER_ERR_RESOURCE, rc, "cannot map %zu MiB of guest memory: %s",
                      cfg->memory_mib, strerror(-rc));
+        metrics_attach_memory(vm->metrics, vm->mem.map, vm->mem.map_size);
+        return 0;
+fail:
+        return rc;
+}
+
+static int vm_register_memory(struct ember_vm *vm, enum ember_error *code, char *err, size_t errlen)
+{
         for (unsigned i = 0; i < vm->mem.nregions; i++) {
                 struct kvm_userspace_memory_region r = {
                     .slot = i,
@@ -414,14 +423,61 @@ static int vm_map_memory(struct ember_vm *vm, const struct ember_config *cfg,
                     .memory_size = vm->mem.region[i].size,
                     .userspace_addr = (uintptr_t)vm->mem.region[i].host,
                 };
-                rc = ember_kvm_vm_set_user_memory_region(vm->kvm_vm, &r);
-                if (rc)
-                        FAIL(EMBER_ERR_KVM, rc, "%s", ember_kvm_vm_last_error(vm->kvm_vm));
+                int rc = ember_kvm_vm_set_user_memory_region(vm->kvm_vm, &r);
+                if (rc) {
+                        *code = EMBER_ERR_KVM;
+                        return ember_errf(err, errlen, rc, "%s",
+                                          ember_kvm_vm_last_error(vm->kvm_vm));
+                }
         }
-        metrics_attach_memory(vm->metrics, vm->mem.map, vm->mem.map_size);
         return 0;
-fail:
-        return rc;
+}
+
+/* A vmlinux is 10+ MB to copy into guest memory, the longest step of a build: a helper thread
+ * copies it while the initramfs is packed and KVM is set up. A small kernel is copied inline,
+ * where a thread would cost more than it saves. */
+#define KERNEL_LOAD_THREAD_MIN (1u << 20)
+
+struct kernel_loader {
+        struct gmem *mem;
+        const struct boot_image *img;
+        pthread_t thread;
+        bool threaded;
+        int rc;
+        enum ember_error code;
+        char err[EMBER_ERR_LEN];
+};
+
+static void *kernel_loader_main(void *arg)
+{
+        struct kernel_loader *l = arg;
+        l->rc = boot_load_kernel(l->mem, l->img, &l->code, l->err, sizeof(l->err));
+        return NULL;
+}
+
+static void kernel_load_begin(struct kernel_loader *l, struct gmem *m, const struct boot_image *img)
+{
+        *l = (struct kernel_loader){.mem = m, .img = img};
+        if (boot_kernel_bytes(img) >= KERNEL_LOAD_THREAD_MIN &&
+            spawn(&l->thread, kernel_loader_main, l, false) == 0) {
+                l->threaded = true;
+                return;
+        }
+        kernel_loader_main(l);
+}
+
+/* Waits for the copy; safe to call again. NULL code and err: the result is not wanted. */
+static int kernel_load_end(struct kernel_loader *l, enum ember_error *code, char *err,
+                           size_t errlen)
+{
+        if (l->threaded)
+                pthread_join(l->thread, NULL);
+        l->threaded = false;
+        if (l->rc && code && err) {
+                *code = l->code;
+                snprintf(err, errlen, "%s", l->err);
+        }
+        return l->rc;
 }
 
 static int open_out(const char *path, int *owned, enum ember_error *code, char *err, size_t errlen)
@@ -520,6 +576,8 @@ int ember_vm_create(const struct ember_config *cfg, struct ember_vm **out, enum 
         int rc;
         struct boot_image *img = NULL;
         struct boot_result *boot = NULL;
+        struct kernel_loader loader;
+        bool loading = false;
         struct ember_vm *vm = calloc(1, sizeof(*vm));
         if (!vm) {
                 *code = EMBER_ERR_RESOURCE;
@@ -547,21 +605,30 @@ int ember_vm_create(const struct ember_config *cfg, struct ember_vm **out, enum 
         if ((rc = evloop_add(&vm->loop, vm->exit_efd, EPOLLIN, on_exit_event, vm)))
                 FAIL(EMBER_ERR_RESOURCE, rc, "epoll: %s", strerror(-rc));
 
-        /* User input first: a bad kernel or root is reported before any KVM work. */
+        /* User input first: a bad kernel, memory size or root is reported before any KVM work.
+         * The kernel is copied into guest memory meanwhile (kernel_load_begin); boot_place
+         * writes only outside the kernel's extent, so it need not wait for the copy. */
         char devices[128];
         virtio_mmio_cmdline(devices, sizeof(devices), X86_VIRTIO_MMIO_BASE, X86_VIRTIO_IRQ_FIRST);
         img = calloc(1, sizeof(*img));
         boot = malloc(sizeof(*boot));
-        if (!img || !boot)
-                FAIL(EMBER_ERR_RESOURCE, ENOMEM, "out of memory");
-        if ((rc = boot_prepare(cfg, devices, img, code, err, errlen))) {
+        if (!img || !boot) {
                 free(img);
-                img = NULL;
-                goto fail;
+                img = NULL; /* not initialized: nothing for boot_image_free */
+                FAIL(EMBER_ERR_RESOURCE, ENOMEM, "out of memory");
         }
+        if ((rc = boot_open_kernel(cfg, img, code, err, errlen)))
+                goto fail;
+        if ((rc = vm_alloc_memory(vm, cfg, code, err, errlen)))
+                goto fail;
+        kernel_load_begin(&loader, &vm->mem, img);
+        loading = true;
+        if ((rc = boot_prepare(cfg, devices, img, code, err, errlen)) ||
+            (rc = boot_place(&vm->mem, img, cfg->vcpus, boot, code, err, errlen)))
+                goto fail;
         if ((rc = vm_open_kvm(vm, cfg, code, err, errlen)))
                 goto fail;
-        if ((rc = vm_map_memory(vm, cfg, code, err, errlen)))
+        if ((rc = vm_register_memory(vm, code, err, errlen)))
                 goto fail;
         vm->env = (struct dev_env){
             .mem = &vm->mem,
@@ -577,16 +644,18 @@ int ember_vm_create(const struct ember_config *cfg, struct ember_vm **out, enum 
         };
         if ((rc = vm_add_devices(vm, cfg, code, err, errlen)))
                 goto fail;
-
-        rc = boot_place(&vm->mem, img, cfg->vcpus, boot, code, err, errlen);
-        if (!rc)
-                rc = vm_create_vcpus(vm, boot, code, err, errlen);
-        if (rc)
+        loading = false;
+        if ((rc = kernel_load_end(&loader, code, err, errlen)) ||
+            (rc = vm_create_vcpus(vm, boot, code, err, errlen)))
                 goto fail;
         *out = vm;
         rc = 0;
         goto done;
 fail:
+        if (loading) {
+                /* Guest memory goes away below: the copy must be over first. */
+                kernel_load_end(&loader, NULL, NULL, 0);
+        }
         vm_destroy_resources(vm);
         metrics_release(vm->metrics);
         pthread_mutex_destroy(&vm->err_lock);

@@ -416,6 +416,53 @@ static void t_many_vms_no_fd_leak(void)
         free(path);
 }
 
+/* A kernel of 1 MiB or more is copied into guest memory on a helper thread while the rest of
+ * the VM is built: the guest reports the last byte of its 6 MiB segment, so all of it arrived,
+ * and nothing (fd, thread) is left behind. */
+static void t_big_kernel_copied_while_building(void)
+{
+        NEED_KVM();
+        struct tiny_code c = {0};
+        const uint64_t seg = 6u << 20;
+        tiny_exit_with_byte_at(&c, TINY_LOAD_ADDR + (uint32_t)seg - 1);
+        tiny_hlt(&c);
+        char *path = tiny_guest_write_sized(&c, seg, 0x5a);
+        REQUIRE(path);
+        int before = t_count_open_fds();
+        for (int i = 0; i < 3; i++) {
+                struct ember_builder *b = tiny_builder(path, 1);
+                struct ember_vm *vm = NULL;
+                REQUIRE_EQ(ember_builder_build(b, &vm), 0);
+                ember_builder_free(b);
+                CHECK_EQ(ember_vm_run(vm), 0x5a);
+        }
+        CHECK_EQ(t_count_open_fds(), before);
+        unlink(path);
+        free(path);
+}
+
+/* A kernel that does not fit in guest memory fails the build with a memory error naming both
+ * sizes; the copy that was under way is waited for, and nothing is left open. */
+static void t_kernel_larger_than_memory(void)
+{
+        NEED_KVM();
+        struct tiny_code c = {0};
+        tiny_exit(&c, 0);
+        char *path = tiny_guest_write_sized(&c, 80u << 20, 1);
+        REQUIRE(path);
+        int before = t_count_open_fds();
+        struct ember_builder *b = tiny_builder(path, 1); /* 64 MiB */
+        struct ember_vm *vm = NULL;
+        CHECK(ember_builder_build(b, &vm) < 0);
+        CHECK(vm == NULL);
+        CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_MEMORY);
+        CHECK(strstr(ember_builder_error(b), "guest memory 64 MiB too small for kernel") != NULL);
+        ember_builder_free(b);
+        CHECK_EQ(t_count_open_fds(), before);
+        unlink(path);
+        free(path);
+}
+
 /* Walks a newc cpio: every header well formed, and the names wanted are present (in order
  * given, anywhere). Returns how many of them were found, or -1 if the archive is malformed. */
 static int cpio_find(const uint8_t *p, size_t len, const char *const *names, int nnames)
@@ -495,6 +542,8 @@ int main(void)
         T_RUN(t_concurrent_vms);
         T_RUN(t_many_vms_no_fd_leak);
         T_RUN(t_save_initramfs);
+        T_RUN(t_big_kernel_copied_while_building);
+        T_RUN(t_kernel_larger_than_memory);
         T_RUN(t_enter_exits_process_with_code);
         return T_DONE();
 }
