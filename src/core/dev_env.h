@@ -40,6 +40,11 @@ struct dev_env {
         int (*irq_line)(void *hv, uint32_t gsi, int level);
         /* KVM_SET_GSI_ROUTING: the GSI table becomes exactly these `n` MSI routes. */
         int (*msi_routes)(void *hv, const struct dev_msi_route *routes, unsigned n);
+        /* KVM coalesced MMIO, optional (NULL, or a failure: writes exit as usual). The guest's
+         * writes to [addr, addr + len) are queued in the kernel instead of exiting, and are
+         * replayed through the bus, in order, before the next exit of any vCPU is handled. Only
+         * for registers whose writes take effect at a later access that exits anyway. */
+        int (*coalesce_writes)(void *hv, uint64_t addr, uint32_t len);
         /* Ends the VM; callable from any thread, first call wins. `code` is the exit status for
          * VM_STOP_GUEST_EXIT and ignored otherwise; `why` is a short text for the VM's error. */
         void (*stop)(void *hv, enum vm_stop_reason reason, int code, const char *why);

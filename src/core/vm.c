@@ -68,6 +68,8 @@ struct ember_vm {
         pthread_t event_thread;
         bool event_started;
         pthread_mutex_t thread_lock; /* vcpu[].started vs. kicks */
+        bool coalescing;             /* a coalesced zone is registered */
+        pthread_mutex_t ring_lock;   /* one reader of the coalesced ring at a time */
 
         int exit_efd;       /* stop requests: exit handles and vm_stop() */
         int kernel_log_fd;  /* owned, or -1 */
@@ -191,6 +193,32 @@ static int hook_msi_routes(void *hv, const struct dev_msi_route *routes, unsigne
 
 /* ------------------------------------------------------------------ vCPU threads */
 
+static int hook_coalesce_writes(void *hv, uint64_t addr, uint32_t len)
+{
+        struct ember_vm *vm = hv;
+        int rc = ember_kvm_vm_register_coalesced(vm->kvm_vm, false, addr, len);
+        if (!rc)
+                vm->coalescing = true;
+        return rc;
+}
+
+/* Writes KVM queued in the coalesced ring came before the exit at hand (from this vCPU or
+ * another): they go through the bus first, oldest first. */
+static void vcpu_replay_coalesced(struct ember_vm *vm, struct vm_vcpu *v)
+{
+        struct kvm_coalesced_mmio_ring *ring = ember_kvm_vcpu_coalesced_ring(v->kvcpu);
+        if (!ring || __atomic_load_n(&ring->first, __ATOMIC_RELAXED) ==
+                         __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
+                return;
+        struct kvm_coalesced_mmio e;
+        pthread_mutex_lock(&vm->ring_lock);
+        while (ember_kvm_vcpu_coalesced_read(v->kvcpu, &e) == 1) {
+                uint32_t len = e.len < sizeof(e.data) ? e.len : (uint32_t)sizeof(e.data);
+                bus_dispatch(e.pio ? &vm->pio : &vm->mmio, e.phys_addr, e.data, len, true);
+        }
+        pthread_mutex_unlock(&vm->ring_lock);
+}
+
 static void vcpu_handle_io(struct ember_vm *vm, struct ember_kvm_exit *ex)
 {
         bool is_write = ex->u.io.direction == KVM_EXIT_IO_OUT;
@@ -220,6 +248,8 @@ static void *vcpu_thread(void *arg)
                         vm_stop(vm, VM_STOP_ERROR, 0, why);
                         break;
                 }
+                if (vm->coalescing)
+                        vcpu_replay_coalesced(vm, v);
                 metrics_count_exit(vm->metrics, ex.kind);
                 switch (ex.kind) {
                 case EMBER_KVM_EXIT_IO:
@@ -589,6 +619,7 @@ int ember_vm_create(const struct ember_config *cfg, struct ember_vm **out, enum 
         atomic_init(&vm->exit_code, EMBER_EXIT_CODE_UNSET);
         pthread_mutex_init(&vm->err_lock, NULL);
         pthread_mutex_init(&vm->thread_lock, NULL);
+        pthread_mutex_init(&vm->ring_lock, NULL);
         vm->nvcpus = cfg->vcpus;
         memcpy(vm->observer, cfg->observer, sizeof(vm->observer));
         vm->nobservers = cfg->nobservers;
@@ -640,6 +671,7 @@ int ember_vm_create(const struct ember_config *cfg, struct ember_vm **out, enum 
             .irqfd = hook_irqfd,
             .irq_line = hook_irq_line,
             .msi_routes = hook_msi_routes,
+            .coalesce_writes = hook_coalesce_writes,
             .stop = vm_stop,
         };
         if ((rc = vm_add_devices(vm, cfg, code, err, errlen)))
@@ -660,6 +692,7 @@ fail:
         metrics_release(vm->metrics);
         pthread_mutex_destroy(&vm->err_lock);
         pthread_mutex_destroy(&vm->thread_lock);
+        pthread_mutex_destroy(&vm->ring_lock);
         free(vm);
 done:
         if (img)
@@ -779,6 +812,7 @@ EMBER_API void ember_vm_free(struct ember_vm *vm)
         metrics_release(vm->metrics);
         pthread_mutex_destroy(&vm->err_lock);
         pthread_mutex_destroy(&vm->thread_lock);
+        pthread_mutex_destroy(&vm->ring_lock);
         free(vm);
 }
 

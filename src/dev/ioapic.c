@@ -139,9 +139,16 @@ int ioapic_init(struct ioapic *a, const struct dev_env *env, uint64_t base, uint
         if (rc)
                 return -rc;
         rc = bus_add(env->mmio, base, IOAPIC_MMIO_SIZE, &ioapic_ops, a, "ioapic");
-        if (rc)
+        if (rc) {
                 pthread_mutex_destroy(&a->lock);
-        return rc;
+                return rc;
+        }
+        /* Every register access is a select write then a window access: queueing the select
+         * halves the exits (Linux makes ~200 of them at boot). Optional, so the result is not
+         * an error. */
+        if (env->coalesce_writes)
+                env->coalesce_writes(env->hv, base + IOAPIC_REG_SELECT, 4);
+        return 0;
 }
 
 void ioapic_destroy(struct ioapic *a)

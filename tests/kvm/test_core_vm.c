@@ -463,6 +463,42 @@ static void t_kernel_larger_than_memory(void)
         free(path);
 }
 
+/* The IOAPIC's select register is a coalesced zone: the guest selects the ID register, then
+ * the version register, then reads the window. The read must see the last select (the queued
+ * writes are replayed before the read is handled), so the guest reports version 0x11; and the
+ * two selects did not exit, so the VM saw a single MMIO exit. */
+static void t_coalesced_ioapic_select_replayed_in_order(void)
+{
+        NEED_KVM();
+        struct tiny_code c = {0};
+        for (uint32_t reg = 0; reg < 2; reg++) {
+                tiny_emit(&c, "\xc7\x05", 2); /* mov dword [IOREGSEL], reg */
+                tiny_u32(&c, 0xfec00000u);
+                tiny_u32(&c, reg);
+        }
+        tiny_emit(&c, "\xa1", 1); /* mov eax, [IOWIN] */
+        tiny_u32(&c, 0xfec00010u);
+        tiny_emit(&c, "\x25", 1); /* and eax, 0xff */
+        tiny_u32(&c, 0xff);
+        tiny_emit(&c, "\x0d", 1); /* or eax, EXIT word */
+        tiny_u32(&c, EMBER_ABI_WORD(EMBER_ABI_CMD_EXIT, 0));
+        tiny_emit(&c, "\xba", 1); /* mov edx, status port; out dx, eax */
+        tiny_u32(&c, EMBER_ABI_PORT);
+        tiny_emit(&c, "\xef", 1);
+        tiny_hlt(&c);
+        char *path;
+        struct ember_vm *vm = tiny_vm(&c, 1, &path);
+        struct ember_metrics *m = ember_vm_metrics(vm);
+        REQUIRE(m);
+        CHECK_EQ(ember_vm_run(vm), 0x11);
+        struct ember_metrics_sample s;
+        REQUIRE_EQ(ember_metrics_sample(m, &s), 0);
+        CHECK_EQ(s.exits_mmio, 1);
+        ember_metrics_release(m);
+        unlink(path);
+        free(path);
+}
+
 /* Walks a newc cpio: every header well formed, and the names wanted are present (in order
  * given, anywhere). Returns how many of them were found, or -1 if the archive is malformed. */
 static int cpio_find(const uint8_t *p, size_t len, const char *const *names, int nnames)
@@ -544,6 +580,7 @@ int main(void)
         T_RUN(t_save_initramfs);
         T_RUN(t_big_kernel_copied_while_building);
         T_RUN(t_kernel_larger_than_memory);
+        T_RUN(t_coalesced_ioapic_select_replayed_in_order);
         T_RUN(t_enter_exits_process_with_code);
         return T_DONE();
 }
