@@ -292,17 +292,6 @@ void boot_image_free(struct boot_image *img)
         cmdline_free(&img->cmdline);
 }
 
-uint64_t boot_kernel_bytes(const struct boot_image *img)
-{
-        const struct x86_kernel_info *ki = &img->ki;
-        if (ki->kind == X86_KERNEL_BZIMAGE)
-                return ki->pm_size;
-        uint64_t n = 0;
-        for (unsigned i = 0; i < ki->nsegments && i < X86_ELF_MAX_SEGMENTS; i++)
-                n += ki->segment[i].file_size;
-        return n;
-}
-
 int boot_load_kernel(struct gmem *m, const struct boot_image *img, enum ember_error *code,
                      char *err, size_t errlen)
 {

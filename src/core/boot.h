@@ -41,8 +41,6 @@ int boot_open_kernel(const struct ember_config *cfg, struct boot_image *img, enu
 int boot_prepare(const struct ember_config *cfg, const char *devices_cmdline,
                  struct boot_image *img, enum ember_error *code, char *err, size_t errlen);
 void boot_image_free(struct boot_image *img);
-/* How many bytes of the kernel file boot_load_kernel copies. */
-uint64_t boot_kernel_bytes(const struct boot_image *img);
 /* Reads the kernel's loadable parts into guest memory. It touches nothing but `img` (read only)
  * and the kernel's range of guest memory, so it may run on another thread while boot_prepare
  * fills the initramfs and command line of the same `img`. */

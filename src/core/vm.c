@@ -488,7 +488,7 @@ static void *kernel_loader_main(void *arg)
 static void kernel_load_begin(struct kernel_loader *l, struct gmem *m, const struct boot_image *img)
 {
         *l = (struct kernel_loader){.mem = m, .img = img};
-        if (boot_kernel_bytes(img) >= KERNEL_LOAD_THREAD_MIN &&
+        if (x86_kernel_load_bytes(&img->ki) >= KERNEL_LOAD_THREAD_MIN &&
             spawn(&l->thread, kernel_loader_main, l, false) == 0) {
                 l->threaded = true;
                 return;

@@ -415,6 +415,16 @@ static int src_read(const struct x86_image_src *src, uint64_t off, void *dst, ui
         return rc;
 }
 
+uint64_t x86_kernel_load_bytes(const struct x86_kernel_info *ki)
+{
+        if (ki->kind == X86_KERNEL_BZIMAGE)
+                return ki->pm_size;
+        uint64_t n = 0;
+        for (unsigned i = 0; i < ki->nsegments && i < X86_ELF_MAX_SEGMENTS; i++)
+                n += ki->segment[i].file_size;
+        return n;
+}
+
 int x86_kernel_load_from(struct gmem *m, const struct x86_image_src *src,
                          const struct x86_kernel_info *ki, char *err, size_t errlen)
 {

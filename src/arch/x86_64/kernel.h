@@ -79,6 +79,9 @@ struct x86_image_src {
 #define X86_KERNEL_HEAD_BYTES (128u << 10)
 int x86_kernel_read_headers(const struct x86_image_src *src, uint8_t *sparse);
 
+/* How many bytes of the image x86_kernel_load(_from) copies into guest memory. */
+uint64_t x86_kernel_load_bytes(const struct x86_kernel_info *ki);
+
 /* x86_kernel_load reading from `src` straight into guest memory (no copy of the image). A
  * source that changed since probing fails with -EIO. */
 int x86_kernel_load_from(struct gmem *m, const struct x86_image_src *src,
