@@ -73,17 +73,23 @@ static inline void tiny_hlt(struct tiny_code *c)
         tiny_emit(c, "\xfa\xf4", 2); /* cli; hlt */
 }
 
-/* movzx eax, byte [gpa] ; or eax, EXIT word ; out to the status port: the guest reports the
- * byte at guest-physical `gpa` (paging is off) as its exit code. */
-static inline void tiny_exit_with_byte_at(struct tiny_code *c, uint32_t gpa)
+/* or eax, EXIT word ; out to the status port: reports eax (which must hold 0..255) as the exit
+ * code, ending the VM. */
+static inline void tiny_exit_eax(struct tiny_code *c)
 {
-        tiny_emit(c, "\x0f\xb6\x05", 3);
-        tiny_u32(c, gpa);
         tiny_emit(c, "\x0d", 1);
         tiny_u32(c, EMBER_ABI_WORD(EMBER_ABI_CMD_EXIT, 0));
         tiny_emit(c, "\xba", 1);
         tiny_u32(c, EMBER_ABI_PORT);
         tiny_emit(c, "\xef", 1);
+}
+/* movzx eax, byte [gpa], then tiny_exit_eax: the guest reports the byte at guest-physical
+ * `gpa` (paging is off) as its exit code. */
+static inline void tiny_exit_with_byte_at(struct tiny_code *c, uint32_t gpa)
+{
+        tiny_emit(c, "\x0f\xb6\x05", 3);
+        tiny_u32(c, gpa);
+        tiny_exit_eax(c);
 }
 
 /* Writes the ELF to a new temp file; returns its path (malloc'd) or NULL. The PT_LOAD segment

@@ -396,6 +396,21 @@ static void t_enter_exits_process_with_code(void)
         free(path);
 }
 
+/* Builds and runs `n` VMs of the kernel at `path` one after another: each exits with
+ * `code`, and the process has as many open fds afterwards as before. */
+static void run_in_turn_no_fd_growth(const char *path, unsigned vcpus, int n, int code)
+{
+        int before = t_count_open_fds();
+        for (int i = 0; i < n; i++) {
+                struct ember_builder *b = tiny_builder(path, vcpus);
+                struct ember_vm *vm = NULL;
+                REQUIRE_EQ(ember_builder_build(b, &vm), 0);
+                ember_builder_free(b);
+                CHECK_EQ(ember_vm_run(vm), code);
+        }
+        CHECK_EQ(t_count_open_fds(), before);
+}
+
 static void t_many_vms_no_fd_leak(void)
 {
         NEED_KVM();
@@ -403,15 +418,7 @@ static void t_many_vms_no_fd_leak(void)
         tiny_exit(&c, 0);
         char *path = tiny_guest_write(&c);
         REQUIRE(path);
-        int before = t_count_open_fds();
-        for (int i = 0; i < 10; i++) {
-                struct ember_builder *b = tiny_builder(path, 2);
-                struct ember_vm *vm = NULL;
-                REQUIRE_EQ(ember_builder_build(b, &vm), 0);
-                ember_builder_free(b);
-                CHECK_EQ(ember_vm_run(vm), 0);
-        }
-        CHECK_EQ(t_count_open_fds(), before);
+        run_in_turn_no_fd_growth(path, 2, 10, 0);
         unlink(path);
         free(path);
 }
@@ -428,15 +435,7 @@ static void t_big_kernel_copied_while_building(void)
         tiny_hlt(&c);
         char *path = tiny_guest_write_sized(&c, seg, 0x5a);
         REQUIRE(path);
-        int before = t_count_open_fds();
-        for (int i = 0; i < 3; i++) {
-                struct ember_builder *b = tiny_builder(path, 1);
-                struct ember_vm *vm = NULL;
-                REQUIRE_EQ(ember_builder_build(b, &vm), 0);
-                ember_builder_free(b);
-                CHECK_EQ(ember_vm_run(vm), 0x5a);
-        }
-        CHECK_EQ(t_count_open_fds(), before);
+        run_in_turn_no_fd_growth(path, 1, 3, 0x5a);
         unlink(path);
         free(path);
 }
@@ -480,11 +479,7 @@ static void t_coalesced_ioapic_select_replayed_in_order(void)
         tiny_u32(&c, 0xfec00010u);
         tiny_emit(&c, "\x25", 1); /* and eax, 0xff */
         tiny_u32(&c, 0xff);
-        tiny_emit(&c, "\x0d", 1); /* or eax, EXIT word */
-        tiny_u32(&c, EMBER_ABI_WORD(EMBER_ABI_CMD_EXIT, 0));
-        tiny_emit(&c, "\xba", 1); /* mov edx, status port; out dx, eax */
-        tiny_u32(&c, EMBER_ABI_PORT);
-        tiny_emit(&c, "\xef", 1);
+        tiny_exit_eax(&c);
         tiny_hlt(&c);
         char *path;
         struct ember_vm *vm = tiny_vm(&c, 1, &path);
