@@ -43,7 +43,8 @@ struct dev_env {
         /* KVM coalesced MMIO, optional (NULL, or a failure: writes exit as usual). The guest's
          * writes to [addr, addr + len) are queued in the kernel instead of exiting, and are
          * replayed through the bus, in order, before the next exit of any vCPU is handled. Only
-         * for registers whose writes take effect at a later access that exits anyway. */
+         * for registers whose writes take effect at a later access that exits anyway. Callable
+         * while the VM runs, from a device's bus handler on a vCPU thread. */
         int (*coalesce_writes)(void *hv, uint64_t addr, uint32_t len);
         /* Ends the VM; callable from any thread, first call wins. `code` is the exit status for
          * VM_STOP_GUEST_EXIT and ignored otherwise; `why` is a short text for the VM's error. */

@@ -119,9 +119,19 @@ static void ioapic_mmio_write(void *opaque, uint64_t off, const uint8_t *data, u
                 return;
         memcpy(&v, data, sizeof(v));
         pthread_mutex_lock(&a->lock);
-        if (off == IOAPIC_REG_SELECT)
+        if (off == IOAPIC_REG_SELECT) {
                 a->ioregsel = v & 0xff;
-        else if (off == IOAPIC_REG_WINDOW)
+                /* Every register access is a select write then a window access: queueing the
+                 * selects halves the exits (Linux makes ~200 accesses at boot). The zone is
+                 * asked for at the first select, not at creation, because a VM that ends within
+                 * an SRCU grace period (~15 ms on Linux 6.18) of binding a KVM I/O-bus device
+                 * waits for that grace period when it is destroyed; a guest that never uses the
+                 * IOAPIC never pays it. Optional, so a failure only means writes keep exiting. */
+                if (!a->coalesce_asked && a->env->coalesce_writes) {
+                        a->coalesce_asked = true;
+                        a->env->coalesce_writes(a->env->hv, a->base + IOAPIC_REG_SELECT, 4);
+                }
+        } else if (off == IOAPIC_REG_WINDOW)
                 ioapic_reg_write(a, a->ioregsel, v);
         pthread_mutex_unlock(&a->lock);
 }
@@ -132,6 +142,7 @@ int ioapic_init(struct ioapic *a, const struct dev_env *env, uint64_t base, uint
 {
         memset(a, 0, sizeof(*a));
         a->env = env;
+        a->base = base;
         a->id = id & 0xf;
         for (unsigned pin = 0; pin < X86_IOAPIC_PINS; pin++)
                 a->rte[pin] = IOAPIC_RTE_MASKED;
@@ -143,11 +154,6 @@ int ioapic_init(struct ioapic *a, const struct dev_env *env, uint64_t base, uint
                 pthread_mutex_destroy(&a->lock);
                 return rc;
         }
-        /* Every register access is a select write then a window access: queueing the select
-         * halves the exits (Linux makes ~200 of them at boot). Optional, so the result is not
-         * an error. */
-        if (env->coalesce_writes)
-                env->coalesce_writes(env->hv, base + IOAPIC_REG_SELECT, 4);
         return 0;
 }
 

@@ -51,6 +51,7 @@ enum ioapic_delivery_mode {
 struct ioapic {
         pthread_mutex_t lock;
         const struct dev_env *env;
+        uint64_t base;
         uint32_t id;
         uint32_t ioregsel;
         uint64_t rte[X86_IOAPIC_PINS];
@@ -59,6 +60,7 @@ struct ioapic {
         unsigned nroutes;
         unsigned route_updates; /* how many times the table went to KVM (for tests) */
         bool failed;            /* a route update failed: the VM is being stopped */
+        bool coalesce_asked;    /* the select register's coalesced zone was asked for */
 };
 
 /* Registers the IOAPIC at `base` on the MMIO bus; all pins masked, no routes. */
