@@ -166,13 +166,25 @@ static void ctrl_queue(struct virtio_console *c, uint32_t id, uint16_t event, ui
         c->ctrl_len++;
 }
 
-/* Delivers queued control messages, one per guest buffer. */
+/* The device wants a buffer on rx queue q and found none: ask the driver to announce the next
+ * one. True if one was posted meanwhile (look again), false to wait for the notification. */
+static bool rx_wait_for_buffer(struct virtio_console *c, unsigned q)
+{
+        virtio_mmio_suppress_notify(c->t, q, false);
+        return virtio_mmio_avail(c->t, q) > 0;
+}
+
+/* Delivers queued control messages, one per guest buffer. The driver's rx notifications are
+ * wanted only while messages wait for a buffer (Linux posts 64 buffers one kick at a time). */
 static void ctrl_send(struct virtio_console *c)
 {
         const struct gmem *mem = virtio_mmio_mem(c->t);
         bool pushed = false;
         while (c->ctrl_len) {
-                if (virtio_mmio_pop(c->t, VIRTIO_CONSOLE_CTRL_RX, &c->scratch) <= 0)
+                int r = virtio_mmio_pop(c->t, VIRTIO_CONSOLE_CTRL_RX, &c->scratch);
+                if (r == 0 && rx_wait_for_buffer(c, VIRTIO_CONSOLE_CTRL_RX))
+                        continue;
+                if (r <= 0)
                         break;
                 const struct ctrl_msg *m = &c->ctrl[c->ctrl_head];
                 uint8_t buf[VIRTIO_CONSOLE_CTRL_LEN + PORT_NAME_MAX];
@@ -192,6 +204,8 @@ static void ctrl_send(struct virtio_console *c)
                 c->ctrl_head = (c->ctrl_head + 1) % CTRL_QUEUE;
                 c->ctrl_len--;
         }
+        if (!c->ctrl_len)
+                virtio_mmio_suppress_notify(c->t, VIRTIO_CONSOLE_CTRL_RX, true);
         if (pushed)
                 virtio_mmio_signal_used(c->t, VIRTIO_CONSOLE_CTRL_RX);
 }
@@ -252,21 +266,26 @@ static int stdin_read(struct virtio_console *c)
 }
 
 /* Moves host stdin into the guest's port-0 buffers as far as both sides allow, then decides
- * whether to watch the host fd. Event thread, lock held. */
+ * whether to watch the host fd. The driver's rx notifications are wanted only while stdin
+ * waits for a buffer. Event thread, lock held. */
 static void stdin_pump(struct virtio_console *c)
 {
         const struct gmem *mem = virtio_mmio_mem(c->t);
         struct port_state *p = &c->port[VIRTIO_CONSOLE_PORT_STDIN];
         const unsigned rxq = VIRTIO_CONSOLE_RX_QUEUE(VIRTIO_CONSOLE_PORT_STDIN);
-        bool want_poll = false, pushed = false;
+        bool want_poll = false, pushed = false, want_buffer = false;
 
         while (virtio_mmio_live(c->t)) {
                 if (c->in_off < c->in_len) {
                         if (!p->guest_open)
                                 break;
                         int r = virtio_mmio_pop(c->t, rxq, &c->scratch);
-                        if (r <= 0)
-                                break; /* resumed by the guest's next rx notify */
+                        if (r == 0 && rx_wait_for_buffer(c, rxq))
+                                continue;
+                        if (r <= 0) {
+                                want_buffer = r == 0; /* resumed by the guest's next rx notify */
+                                break;
+                        }
                         size_t n = virtq_chain_write(mem, &c->scratch, 0, c->in_buf + c->in_off,
                                                      c->in_len - c->in_off);
                         virtio_mmio_push(c->t, rxq, c->scratch.head, (uint32_t)n);
@@ -289,14 +308,23 @@ static void stdin_pump(struct virtio_console *c)
                         break;
                 }
                 /* Read only for an open port with buffers posted: the rest waits in the host. */
-                if (!p->guest_open || virtio_mmio_avail(c->t, rxq) <= 0)
+                if (!p->guest_open)
                         break;
+                int avail = virtio_mmio_avail(c->t, rxq);
+                if (avail == 0 && rx_wait_for_buffer(c, rxq))
+                        continue;
+                if (avail <= 0) {
+                        want_buffer = avail == 0;
+                        break;
+                }
                 int r = stdin_read(c);
                 if (r == -EAGAIN) {
                         want_poll = true;
                         break;
                 }
         }
+        if (!want_buffer)
+                virtio_mmio_suppress_notify(c->t, rxq, true);
         if (pushed)
                 virtio_mmio_signal_used(c->t, rxq);
         set_in_polling(c, want_poll);
@@ -557,8 +585,17 @@ static void console_config_write(void *dev, uint32_t offset, const uint8_t *data
 
 static int console_activate(void *dev, uint64_t features)
 {
+        struct virtio_console *c = dev;
         /* Without MULTIPORT there would be a single console port: not what ember needs. */
-        return features & (1ull << VIRTIO_CONSOLE_F_MULTIPORT) ? 0 : -ENOTSUP;
+        if (!(features & (1ull << VIRTIO_CONSOLE_F_MULTIPORT)))
+                return -ENOTSUP;
+        /* Nothing goes to the guest on the output ports' rx queues, and the control and stdin
+         * rx queues ask for notifications only while something waits for a buffer (ctrl_send,
+         * stdin_pump): Linux would otherwise kick once per buffer it posts, 256 kicks per boot. */
+        for (unsigned port = 0; port < VIRTIO_CONSOLE_NR_PORTS; port++)
+                virtio_mmio_suppress_notify(c->t, VIRTIO_CONSOLE_RX_QUEUE(port), true);
+        virtio_mmio_suppress_notify(c->t, VIRTIO_CONSOLE_CTRL_RX, true);
+        return 0;
 }
 
 static void console_queue_notify(void *dev, unsigned q)
@@ -585,6 +622,7 @@ static void console_queue_notify(void *dev, unsigned q)
                 break;
         default:
                 /* rx of the output ports: buffers stay posted, nothing to send */
+                virtio_mmio_suppress_notify(c->t, q, true);
                 break;
         }
 }

@@ -435,6 +435,12 @@ int virtio_mmio_pop(struct virtio_mmio *t, unsigned qi, struct virtq_chain *c)
         return r;
 }
 
+void virtio_mmio_suppress_notify(struct virtio_mmio *t, unsigned qi, bool suppress)
+{
+        if (qi < t->ops->num_queues)
+                virtq_suppress_notify(&t->q[qi].vq, suppress);
+}
+
 void virtio_mmio_push(struct virtio_mmio *t, unsigned qi, uint16_t head, uint32_t len)
 {
         if (qi < t->ops->num_queues)

@@ -138,6 +138,9 @@ int virtio_mmio_avail(struct virtio_mmio *t, unsigned q);
 /* Pops a chain: 1, 0 when empty or not ready, -EIO when the device is not live or the chain
  * was malformed (then the device is failed). */
 int virtio_mmio_pop(struct virtio_mmio *t, unsigned q, struct virtq_chain *c);
+/* Asks the driver to stop (or resume) notifying queue q: for a queue whose new buffers the device
+ * does not need to hear about now. After resuming, check virtio_mmio_avail() once more. */
+void virtio_mmio_suppress_notify(struct virtio_mmio *t, unsigned q, bool suppress);
 /* Returns a chain; `len` = bytes written into its writable part. */
 void virtio_mmio_push(struct virtio_mmio *t, unsigned q, uint16_t head, uint32_t len);
 /* After a batch of pushes: interrupts the guest unless it suppressed interrupts. */

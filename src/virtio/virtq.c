@@ -20,6 +20,7 @@ struct desc {
 #define AVAIL_FLAGS_OFF 0
 #define AVAIL_IDX_OFF   2
 #define AVAIL_RING_OFF  4
+#define USED_FLAGS_OFF  0
 #define USED_IDX_OFF    2
 #define USED_RING_OFF   4
 
@@ -125,7 +126,22 @@ int virtq_setup(struct virtq *q, const struct gmem *mem, uint32_t size, uint64_t
         q->last_avail = 0;
         q->used_idx = 0;
         q->ready = true;
+        /* Notifications on, whatever the guest left in the ring. */
+        __atomic_store_n((uint16_t *)(q->used + USED_FLAGS_OFF), 0, __ATOMIC_RELAXED);
         return 0;
+}
+
+void virtq_suppress_notify(struct virtq *q, bool suppress)
+{
+        if (!q->ready || q->notify_suppressed == suppress)
+                return;
+        q->notify_suppressed = suppress;
+        __atomic_store_n((uint16_t *)(q->used + USED_FLAGS_OFF),
+                         suppress ? VIRTQ_USED_F_NO_NOTIFY : 0, __ATOMIC_RELAXED);
+        /* Turning them back on: the flag must be visible before the caller looks at avail->idx
+         * again (store-load), or a buffer the driver posted meanwhile is never announced. */
+        if (!suppress)
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 int virtq_avail_count(struct virtq *q)

@@ -24,6 +24,7 @@
 #define VIRTQ_DESC_F_INDIRECT 4u
 
 #define VIRTQ_AVAIL_F_NO_INTERRUPT 1u
+#define VIRTQ_USED_F_NO_NOTIFY     1u
 
 #define VIRTQ_DESC_SIZE   16u
 #define VIRTQ_DESC_ALIGN  16u
@@ -55,8 +56,9 @@ struct virtq {
         uint16_t size;
         bool ready;
         bool broken;
-        bool indirect;     /* VIRTIO_F_INDIRECT_DESC negotiated */
-        bool used_pending; /* used entries pushed since the last virtq_need_interrupt() */
+        bool indirect;          /* VIRTIO_F_INDIRECT_DESC negotiated */
+        bool used_pending;      /* used entries pushed since the last virtq_need_interrupt() */
+        bool notify_suppressed; /* VIRTQ_USED_F_NO_NOTIFY is set in the used ring */
         uint64_t desc_gpa, avail_gpa, used_gpa;
         uint8_t *desc, *avail, *used; /* host views of the rings, from gmem_ptr() */
         uint16_t last_avail;          /* next avail entry to consume */
@@ -87,6 +89,11 @@ int virtq_push(struct virtq *q, uint16_t head, uint32_t len);
 /* After pushes: whether the guest wants an interrupt for them (VRING_AVAIL_F_NO_INTERRUPT is
  * honoured; EVENT_IDX is not offered). False if nothing was pushed since the last call. */
 bool virtq_need_interrupt(struct virtq *q);
+
+/* Asks the driver not to notify (VIRTQ_USED_F_NO_NOTIFY; a hint it may ignore) or to notify
+ * again. After turning notifications back on, look at the avail ring once more: a buffer the
+ * driver posted while they were off was not announced. No-op if not ready. */
+void virtq_suppress_notify(struct virtq *q, bool suppress);
 
 /* Copy out of the chain's readable part / into its writable part, starting `off` bytes into that
  * part. Return the bytes copied (short at the end of the part). */

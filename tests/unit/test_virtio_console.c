@@ -590,6 +590,95 @@ static void t_stdin_backpressure(void)
         close(pi[0]);
 }
 
+/* The device asks the driver not to notify rx queues unless something waits for a buffer there:
+ * the output ports' rx queues never, the control queue while messages wait, stdin while data
+ * waits (Linux kicks once per rx buffer it posts otherwise). The driver here honours the hint
+ * as Linux does, so a lost wake-up shows as undelivered messages or data. */
+static void t_rx_notifications_only_when_waiting(void)
+{
+        int pi[2];
+        REQUIRE(pipe2(pi, O_CLOEXEC) == 0);
+        start_console(pi[0], -1, -1);
+        uint32_t st = guest_negotiate(
+            &vm, CBASE, (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_CONSOLE_F_MULTIPORT));
+        REQUIRE(st & VIRTIO_STATUS_FEATURES_OK);
+        for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++) {
+                REQUIRE_EQ(gq_setup(&Q[i], &vm, CBASE, i, QSIZE), 1);
+                CHECK(!gq_notify_suppressed(&Q[i]));
+        }
+        guest_driver_ok(&vm, CBASE);
+        fake_run(&vm, 0);
+        for (unsigned p = 0; p < VIRTIO_CONSOLE_NR_PORTS; p++) {
+                CHECK(gq_notify_suppressed(&Q[VIRTIO_CONSOLE_RX_QUEUE(p)]));
+                CHECK(!gq_notify_suppressed(&Q[VIRTIO_CONSOLE_TX_QUEUE(p)]));
+        }
+        CHECK(gq_notify_suppressed(&Q[VIRTIO_CONSOLE_CTRL_RX]));
+        CHECK(!gq_notify_suppressed(&Q[VIRTIO_CONSOLE_CTRL_TX]));
+        for (unsigned i = 0; i < 4; i++)
+                post_rx(VIRTIO_CONSOLE_RX_QUEUE(1), IN_BUF);
+        CHECK(!gq_kick_if_wanted(&Q[VIRTIO_CONSOLE_RX_QUEUE(1)]));
+
+        /* Three DEVICE_ADDs wait for control buffers: now the device wants to hear of them. */
+        send_ctrl(VIRTIO_CONSOLE_BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
+        fake_run(&vm, 0);
+        CHECK(!gq_notify_suppressed(&Q[VIRTIO_CONSOLE_CTRL_RX]));
+        post_rx(VIRTIO_CONSOLE_CTRL_RX, CTRL_BUF);
+        CHECK(gq_kick_if_wanted(&Q[VIRTIO_CONSOLE_CTRL_RX]));
+        fake_run(&vm, 0);
+        struct ctrl m;
+        REQUIRE_EQ(recv_ctrl(&m), 1); /* re-posts (and kicks) the buffer: the second message */
+        CHECK_EQ(m.event, VIRTIO_CONSOLE_DEVICE_ADD);
+        fake_run(&vm, 0);
+        CHECK(!gq_notify_suppressed(&Q[VIRTIO_CONSOLE_CTRL_RX])); /* one still waits */
+        post_rx(VIRTIO_CONSOLE_CTRL_RX, CTRL_BUF);
+        CHECK(gq_kick_if_wanted(&Q[VIRTIO_CONSOLE_CTRL_RX]));
+        fake_run(&vm, 0);
+        unsigned adds = 1;
+        while (recv_ctrl(&m))
+                adds += m.event == VIRTIO_CONSOLE_DEVICE_ADD;
+        CHECK_EQ(adds, VIRTIO_CONSOLE_NR_PORTS);
+        fake_run(&vm, 0);
+        CHECK(gq_notify_suppressed(&Q[VIRTIO_CONSOLE_CTRL_RX]));
+        for (unsigned i = 0; i < 14; i++)
+                post_rx(VIRTIO_CONSOLE_CTRL_RX, CTRL_BUF);
+        CHECK(!gq_kick_if_wanted(&Q[VIRTIO_CONSOLE_CTRL_RX]));
+        /* Buffers posted without a notification are found when messages come. */
+        send_ctrl(0, VIRTIO_CONSOLE_PORT_READY, 1);
+        expect_ctrl(0, VIRTIO_CONSOLE_PORT_OPEN, 1, NULL);
+        expect_ctrl(0, VIRTIO_CONSOLE_PORT_NAME, 0, EMBER_ABI_PORT_STDIN);
+
+        /* stdin has data and no buffer to go to: the device wants the next one announced. */
+        REQUIRE_EQ(write(pi[1], "hello", 5), 5);
+        send_ctrl(0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+        fake_run(&vm, 0);
+        CHECK(!gq_notify_suppressed(&Q[0]));
+        post_rx(0, IN_BUF);
+        CHECK(gq_kick_if_wanted(&Q[0]));
+        uint32_t head, len;
+        REQUIRE_EQ(wait_used(0, &head, &len), 1);
+        CHECK_EQ(len, 5);
+        CHECK(memcmp(guest_ptr(&vm, buf_at[0][head], 5), "hello", 5) == 0);
+        /* No buffer left: stdin is read only into posted buffers, so the next one is wanted. */
+        fake_run(&vm, 0);
+        CHECK(!gq_notify_suppressed(&Q[0]));
+        post_rx(0, IN_BUF);
+        CHECK(gq_kick_if_wanted(&Q[0]));
+        fake_run(&vm, 0);
+        /* A buffer posted, stdin empty: the device waits on the host side, not on the guest. */
+        CHECK(gq_notify_suppressed(&Q[0]));
+        for (unsigned i = 0; i < 2; i++)
+                post_rx(0, IN_BUF);
+        CHECK(!gq_kick_if_wanted(&Q[0]));
+        REQUIRE_EQ(write(pi[1], "world", 5), 5);
+        REQUIRE_EQ(wait_used(0, &head, &len), 1);
+        CHECK_EQ(len, 5);
+        CHECK(memcmp(guest_ptr(&vm, buf_at[0][head], 5), "world", 5) == 0);
+        CHECK_EQ(vm.stops, 0);
+        finish();
+        close(pi[0]);
+        close(pi[1]);
+}
+
 static void t_stdin_file_and_devnull(void)
 {
         char path[] = "/tmp/ember-vcon-XXXXXX";
@@ -910,6 +999,7 @@ int main(void)
         T_RUN(t_big_streams);
         T_RUN(t_stdin_stream_then_eof);
         T_RUN(t_stdin_backpressure);
+        T_RUN(t_rx_notifications_only_when_waiting);
         T_RUN(t_stdin_file_and_devnull);
         T_RUN(t_stdout_reader_gone);
         T_RUN(t_flush_at_exit);

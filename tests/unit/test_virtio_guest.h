@@ -336,6 +336,25 @@ FAKE_HELPER void gq_kick(struct gq *q)
         gq_kick_index(q->vm, q->base, q->index);
 }
 
+/* The device's VIRTQ_USED_F_NO_NOTIFY hint for this queue. */
+FAKE_HELPER bool gq_notify_suppressed(struct gq *q)
+{
+        uint16_t flags;
+        memcpy(&flags, guest_ptr(q->vm, q->used, 2), 2);
+        return flags & VIRTQ_USED_F_NO_NOTIFY;
+}
+
+/* Notifies only if the device has not asked otherwise, as Linux does without EVENT_IDX (the
+ * driver's avail->idx store is ordered before this read). Returns whether it notified. */
+FAKE_HELPER bool gq_kick_if_wanted(struct gq *q)
+{
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (gq_notify_suppressed(q))
+                return false;
+        gq_kick(q);
+        return true;
+}
+
 /* Feature negotiation: reset, ACK, DRIVER, features, FEATURES_OK. Returns the status read back. */
 FAKE_HELPER uint32_t guest_negotiate(struct fake_vm *vm, uint64_t base, uint64_t features)
 {
