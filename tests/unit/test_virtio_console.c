@@ -151,6 +151,17 @@ static void start_console(int in_fd, int out_fd, int err_fd)
                 FAILF("virtio_console_create: %d %s", r, err);
 }
 
+/* Feature negotiation (VERSION_1, MULTIPORT and `extra`) and every queue set up, no buffers. */
+static void set_up_queues(uint64_t extra)
+{
+        uint32_t st = guest_negotiate(&vm, CBASE,
+                                      (1ull << VIRTIO_F_VERSION_1) |
+                                          (1ull << VIRTIO_CONSOLE_F_MULTIPORT) | extra);
+        REQUIRE(st & VIRTIO_STATUS_FEATURES_OK);
+        for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++)
+                REQUIRE_EQ(gq_setup(&Q[i], &vm, CBASE, i, QSIZE), 1);
+}
+
 /* Linux's probe: features, config, all queues, buffers on the receive queues, DRIVER_OK. */
 static void bring_up(void)
 {
@@ -158,14 +169,8 @@ static void bring_up(void)
         mmio_w32(&vm, CBASE + VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
         REQUIRE(mmio_r32(&vm, CBASE + VIRTIO_MMIO_DEVICE_FEATURES) &
                 (1u << VIRTIO_CONSOLE_F_MULTIPORT));
-        uint32_t st =
-            guest_negotiate(&vm, CBASE,
-                            (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_F_INDIRECT_DESC) |
-                                (1ull << VIRTIO_CONSOLE_F_MULTIPORT));
-        REQUIRE(st & VIRTIO_STATUS_FEATURES_OK);
+        set_up_queues(1ull << VIRTIO_F_INDIRECT_DESC);
         CHECK_EQ(mmio_r32(&vm, CBASE + VIRTIO_MMIO_CONFIG + 4), VIRTIO_CONSOLE_NR_PORTS);
-        for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++)
-                REQUIRE_EQ(gq_setup(&Q[i], &vm, CBASE, i, QSIZE), 1);
         guest_driver_ok(&vm, CBASE);
         REQUIRE_EQ(virtio_mmio_status(virtio_console_transport(C)), 0x0f);
         for (unsigned i = 0; i < 16; i++)
@@ -550,11 +555,7 @@ static void t_stdin_backpressure(void)
         REQUIRE(pipe2(pi, O_CLOEXEC) == 0);
         start_console(pi[0], -1, -1);
         /* bring up with a single 100-byte stdin buffer */
-        uint32_t st = guest_negotiate(
-            &vm, CBASE, (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_CONSOLE_F_MULTIPORT));
-        REQUIRE(st & VIRTIO_STATUS_FEATURES_OK);
-        for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++)
-                REQUIRE_EQ(gq_setup(&Q[i], &vm, CBASE, i, QSIZE), 1);
+        set_up_queues(0);
         guest_driver_ok(&vm, CBASE);
         for (unsigned i = 0; i < 16; i++)
                 post_rx(VIRTIO_CONSOLE_CTRL_RX, CTRL_BUF);
@@ -599,13 +600,9 @@ static void t_rx_notifications_only_when_waiting(void)
         int pi[2];
         REQUIRE(pipe2(pi, O_CLOEXEC) == 0);
         start_console(pi[0], -1, -1);
-        uint32_t st = guest_negotiate(
-            &vm, CBASE, (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_CONSOLE_F_MULTIPORT));
-        REQUIRE(st & VIRTIO_STATUS_FEATURES_OK);
-        for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++) {
-                REQUIRE_EQ(gq_setup(&Q[i], &vm, CBASE, i, QSIZE), 1);
+        set_up_queues(0);
+        for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++)
                 CHECK(!gq_notify_suppressed(&Q[i]));
-        }
         guest_driver_ok(&vm, CBASE);
         fake_run(&vm, 0);
         for (unsigned p = 0; p < VIRTIO_CONSOLE_NR_PORTS; p++) {
