@@ -2,9 +2,9 @@
 # directory so adding a file never means editing this file.
 #
 #   make              library (shared + static + pkg-config), CLI, ember-init, tests
-#   make check        unit + KVM tests, then the end-to-end suite (real Linux guests)
-#   make check-fast   unit + KVM tests only
-#   make check-asan   unit + KVM tests built with ASan+UBSan (into build-asan/)
+#   make check        unit, fuzz-replay and KVM tests, then the end-to-end suite (real Linux guests)
+#   make check-fast   unit, fuzz-replay and KVM tests only
+#   make check-asan   unit, fuzz-replay and KVM tests built with ASan+UBSan (into build-asan/)
 #   make guest        guest kernel (cached) and default busybox root
 #   make format-check clang-format over every C file
 
@@ -35,10 +35,12 @@ UNIT_SRCS    := $(sort $(wildcard tests/unit/test_*.c))
 KVM_SRCS     := $(sort $(wildcard tests/kvm/test_*.c))
 E2E_C_SRCS   := $(sort $(wildcard tests/e2e/*.c))
 BENCH_SRCS   := $(sort $(wildcard bench/*.c))
+FUZZ_SRCS    := $(sort $(wildcard fuzz/fuzz_*.c))
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
 KVM_BINS     := $(KVM_SRCS:tests/kvm/%.c=$(BUILD)/tests/kvm/%)
 E2E_BINS     := $(E2E_C_SRCS:tests/e2e/%.c=$(BUILD)/tests/e2e/%)
 BENCH_BINS   := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+FUZZ_BINS    := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 STATIC_E2E_BINS := $(E2E_C_SRCS:tests/e2e/%.c=$(BUILD)/static/tests/e2e/%)
 
 SHLIB        := $(BUILD)/libember.so.$(VERSION)
@@ -49,7 +51,7 @@ INIT_BIN     := $(BUILD)/guest/ember-init
 all: lib cli tests $(BUILD)/ember.pc
 lib: $(SHLIB) $(STLIB)
 cli: $(BUILD)/ember
-tests: $(UNIT_BINS) $(KVM_BINS) $(E2E_BINS) $(BENCH_BINS)
+tests: $(UNIT_BINS) $(KVM_BINS) $(E2E_BINS) $(BENCH_BINS) $(FUZZ_BINS)
 static: $(BUILD)/ember-static $(STATIC_E2E_BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -102,6 +104,12 @@ $(BUILD)/static/tests/%: tests/%.c $(STLIB) tests/test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) -Itests $(CFLAGS_ALL) -static -o $@ $< $(STLIB) $(LDLIBS_ALL)
 
+# Fuzz targets with fuzz/replay.c as main (seed replay + deterministic mutations); libFuzzer
+# builds are fuzz/run.sh's.
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(STLIB) tests/unit/test_virtio_guest.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) -Itests/unit $(CFLAGS_ALL) $(SANLD) -o $@ $< fuzz/replay.c $(STLIB) $(LDLIBS_ALL)
+
 $(BUILD)/bench/%: bench/%.c $(STLIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) $(SANLD) -o $@ $< $(STLIB) $(LDLIBS_ALL)
@@ -111,14 +119,14 @@ guest:
 	guest/rootfs/build.sh
 
 check-fast: all
-	tests/run.sh --build $(BUILD) unit kvm
+	tests/run.sh --build $(BUILD) unit fuzz kvm
 
 check: all static guest
-	tests/run.sh --build $(BUILD) unit kvm e2e
+	tests/run.sh --build $(BUILD) unit fuzz kvm e2e
 
 check-asan:
 	$(MAKE) SAN=1 BUILD=build-asan lib cli tests
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 tests/run.sh --build build-asan unit kvm
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 tests/run.sh --build build-asan unit fuzz kvm
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
 format:

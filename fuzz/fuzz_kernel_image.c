@@ -2,10 +2,8 @@
  * the boot structures in a 64 MiB guest. The parser must refuse garbage with a message and
  * never read outside the image or write outside guest RAM.
  *
- *   fuzz/run.sh [seconds]          builds with clang -fsanitize=fuzzer,address,undefined and runs
- *
- * Built with -DFUZZ_STANDALONE (any C compiler) it replays the files named on the command line
- * instead, e.g. to check a crash reproducer without libFuzzer. */
+ *   fuzz/run.sh fuzz_kernel_image [seconds]    libFuzzer (clang)
+ *   build/fuzz/fuzz_kernel_image [--random N] [FILE...]    replay / random inputs (any cc) */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -56,22 +54,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(img);
         return 0;
 }
-
-#ifdef FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-        for (int i = 1; i < argc; i++) {
-                FILE *f = fopen(argv[i], "rb");
-                if (!f) {
-                        perror(argv[i]);
-                        return 1;
-                }
-                static uint8_t buf[64u << 20];
-                size_t n = fread(buf, 1, sizeof(buf), f);
-                fclose(f);
-                LLVMFuzzerTestOneInput(buf, n);
-                printf("%s: ok\n", argv[i]);
-        }
-        return 0;
-}
-#endif

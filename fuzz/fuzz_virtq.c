@@ -2,9 +2,8 @@
  * available ring, indirect tables, buffers) and the queue configuration. Checks that popping
  * never touches memory outside guest RAM and that every chain it returns respects the bounds.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -D_GNU_SOURCE \
- *       fuzz/fuzz_virtq.c src/core/gmem.c src/virtio/virtq.c -o build/fuzz_virtq
- *   build/fuzz_virtq -max_total_time=60
+ *   fuzz/run.sh fuzz_virtq [seconds]    libFuzzer (clang)
+ *   build/fuzz/fuzz_virtq [--random N] [FILE...]    replay / random inputs (any cc)
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ember's test groups and prints one closing line: "N passed, N failed, N skipped".
-#   tests/run.sh [--build DIR] [unit] [kvm] [e2e]
-# unit: no KVM needed. kvm: tiny guests on /dev/kvm (skipped, loudly, without it).
+#   tests/run.sh [--build DIR] [unit] [fuzz] [kvm] [e2e]
+# unit: no KVM needed. fuzz: the fuzz targets on their seeds and FUZZ_RUNS (20000) deterministic
+# mutations of them (FUZZ_SEED), no KVM needed. kvm: tiny guests on /dev/kvm (skipped, loudly, without it).
 # e2e: real Linux guests, directly when the host has vmx/svm, else inside the TCG test host.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,7 +14,7 @@ while [ $# -gt 0 ]; do
 	*) groups+=("$1"); shift ;;
 	esac
 done
-[ ${#groups[@]} -gt 0 ] || groups=(unit kvm e2e)
+[ ${#groups[@]} -gt 0 ] || groups=(unit fuzz kvm e2e)
 cd "$here"
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
@@ -54,6 +55,24 @@ for g in "${groups[@]}"; do
 	echo "=== $g ==="
 	case "$g" in
 	unit) run_bins unit ;;
+	fuzz)
+		# The fuzz targets, replaying fuzz/seeds/<target>/ and then deterministic mutations of
+		# those seeds (fuzz/replay.c). A failing input is left in $build/fuzz/<target>.crash.
+		for b in "$build"/fuzz/fuzz_*; do
+			t=$(basename "$b")
+			case "$t" in *.*) continue ;; esac # reproducers and other files
+			[ -x "$b" ] || continue
+			out="$log/$t.out"
+			seeds=()
+			[ -d "fuzz/seeds/$t" ] && seeds=("fuzz/seeds/$t")
+			timeout 600 "$b" --random "${FUZZ_RUNS:-20000}" --seed "${FUZZ_SEED:-1}" \
+				--crash-file "$build/fuzz/$t.crash" "${seeds[@]}" >"$out" 2>&1
+			st=$?
+			[ "${VERBOSE:-0}" = 1 ] && cat "$out"
+			[ $st -ne 0 ] && tail -n 30 "$out" | sed 's/^/    /'
+			tally "fuzz/$t" $st "$out"
+		done
+		;;
 	kvm)
 		if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 			echo "!!! /dev/kvm is not usable here: the KVM tests are SKIPPED (counted as skipped)"

@@ -1,7 +1,7 @@
 /* A fake VM and a fake virtio driver for the virtio unit tests: real guest RAM (gmem_init), an
  * MMIO bus and event loop, hooks that record what the transport asks of KVM, and a small split
  * ring driver that lays out rings in guest RAM and talks to the device through the bus exactly
- * as a vCPU would. Include once per test program, after test.h. */
+ * as a vCPU would. Include once per program (the unit tests and fuzz/fuzz_virtio_console.c). */
 #ifndef EMBER_TEST_VIRTIO_GUEST_H
 #define EMBER_TEST_VIRTIO_GUEST_H
 
@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Writes the seed inputs in fuzz/seeds/<target>/ (checked in; rerun after changing a target's
+input format). Each seed is a well-formed input that takes its target deep: mutations of it
+(fuzz/replay.c, or libFuzzer) then explore the hostile variations around it."""
+import os
+import struct
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(here, "seeds", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(bytes(data))
+
+
+# fuzz_kernel_image: a minimal bzImage (boot protocol 2.15) and a minimal PVH ELF.
+bz = bytearray(5 * 512 + 4096)
+bz[0x1f1] = 4
+struct.pack_into("<I", bz, 0x1f4, 4096 // 16)
+struct.pack_into("<H", bz, 0x1fe, 0xAA55)
+bz[0x200:0x202] = b"\xeb\x6a"
+bz[0x202:0x206] = b"HdrS"
+struct.pack_into("<H", bz, 0x206, 0x020F)
+bz[0x211] = 1
+struct.pack_into("<IIBBHI", bz, 0x22C, 0x7FFFFFFF, 0x200000, 1, 0, 1, 2047)
+struct.pack_into("<Q", bz, 0x258, 0x1000000)
+struct.pack_into("<I", bz, 0x260, 4 << 20)
+write("fuzz_kernel_image", "synthetic-bzimage", bz)
+el = bytearray(4096 + 4096)
+el[0:7] = b"\x7fELF\x02\x01\x01"
+struct.pack_into("<HHIQQQIHHHHHH", el, 16, 2, 62, 1, 0x1000000, 64, 0, 0, 64, 56, 2, 64, 0, 0)
+struct.pack_into("<IIQQQQQQ", el, 64, 1, 5, 4096, 0, 0x1000000, 4096, 8192, 4096)
+struct.pack_into("<IIQQQQQQ", el, 120, 4, 4, 512, 0, 0, 24, 24, 4)
+struct.pack_into("<III4sQ", el, 512, 4, 8, 18, b"Xen\0", 0x1000010)
+write("fuzz_kernel_image", "synthetic-pvh", el)
+
+# fuzz_virtq: 8 entries, indirect allowed; a two-descriptor chain (read 64, write 32) and an
+# indirect one, both made available.
+q = bytearray(8)
+q[0], q[1], q[6] = 3, 1, 8
+ram = bytearray(1024)
+struct.pack_into("<QIHH", ram, 0, 0x8000, 64, 1, 1)  # desc 0: read, NEXT -> 1
+struct.pack_into("<QIHH", ram, 16, 0x9000, 32, 2, 0)  # desc 1: write
+struct.pack_into("<QIHH", ram, 32, 0x300, 32, 4, 0)  # desc 2: indirect table of 2 at 0x300
+struct.pack_into("<QIHH", ram, 0x300, 0xA000, 16, 1, 1)
+struct.pack_into("<QIHH", ram, 0x310, 0xB000, 16, 2, 0)
+avail = 8 * 16
+struct.pack_into("<HHHH", ram, avail, 0, 2, 0, 2)
+write("fuzz_virtq", "two-chains", q + ram)
+
+# fuzz_virtio_console: the opcodes of fuzz/fuzz_virtio_console.c.
+SETUP, POST, CTRL, RUN, STDIN, MEMW = 6, 7, 8, 4, 9, 3
+
+
+def post(queue, gpa, length, writable):
+    return [POST, queue, 0, *gpa.to_bytes(3, "little"), *length.to_bytes(2, "little"),
+            2 if writable else 0]
+
+
+def ctrl(port, event, value):
+    return [CTRL, port, *struct.pack("<HH", event, value)]
+
+
+p = [SETUP, *struct.pack("<I", (1 << 1) | (1 << 28)), 1, 6]
+for i in range(4):
+    p += post(2, 0x200000 + i * 0x200, 512, True)  # control rx
+for queue in (0, 4, 6):
+    p += post(queue, 0x210000 + queue * 0x1000, 4096, True)
+p += ctrl(0, 0, 1) + [RUN]  # DEVICE_READY
+for port in range(3):
+    p += ctrl(port, 3, 1)  # PORT_READY
+p += [RUN] + ctrl(0, 6, 1)  # PORT_OPEN stdin
+p += [STDIN, 5, *b"hello", RUN]
+p += [MEMW, *(0x220000).to_bytes(3, "little"), 6, *b"output"]
+p += post(5, 0x220000, 6, False) + [RUN]  # stdout tx
+p += post(7, 0x220000, 6, False) + [RUN]  # stderr tx
+p += [STDIN, 0, RUN]  # EOF
+write("fuzz_virtio_console", "bring-up-and-streams", p)
