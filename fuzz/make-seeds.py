@@ -78,3 +78,30 @@ p += post(5, 0x220000, 6, False) + [RUN]  # stdout tx
 p += post(7, 0x220000, 6, False) + [RUN]  # stderr tx
 p += [STDIN, 0, RUN]  # EOF
 write("fuzz_virtio_console", "bring-up-and-streams", p)
+
+# fuzz_legacy_devices: op byte = write (bit 0) | (length - 1) << 1 | port group << 4 | MMIO (bit
+# 7), then a 32-bit value, then the offset (MMIO: 2 bytes from IOAPIC - 0x200; port: 1 byte,
+# base + b % 16 - 4).
+
+
+def mmio(write, length, value, off):
+    return [0x80 | write | (length - 1) << 1, *struct.pack("<IH", value, 0x200 + off)]
+
+
+def pio(group, write, length, value, delta=0):
+    return [write | (length - 1) << 1 | group << 4, *struct.pack("<I", value), 4 + delta]
+
+
+p = []
+for pin, vector in ((4, 0x31), (5, 0x30), (1, 0x32)):
+    p += mmio(1, 4, 0x10 + 2 * pin + 1, 0) + mmio(1, 4, 0, 0x10)  # destination 0
+    p += mmio(1, 4, 0x10 + 2 * pin, 0) + mmio(1, 4, vector, 0x10)  # fixed, edge, unmasked
+    p += mmio(1, 4, 0x10 + 2 * pin, 0) + mmio(0, 4, 0, 0x10)  # read it back
+p += mmio(1, 4, 1, 0) + mmio(0, 4, 0, 0x10)  # version
+for ch in b"hi\n":
+    p += pio(0, 1, 1, ch)  # COM1 THR
+p += pio(0, 1, 1, 0x0F, 1) + pio(0, 0, 1, 0, 2) + pio(0, 0, 1, 0, 5)  # IER, IIR, LSR
+p += pio(2, 0, 4, 0) + pio(2, 1, 4, 0x01000001) + pio(2, 1, 4, 0x02000000)  # magic, init, exec
+p += pio(1, 1, 1, 0xFE, 4)  # i8042 reset (port 0x64)
+p += pio(2, 1, 4, 0x03000007)  # exit 7
+write("fuzz_legacy_devices", "program-and-report", p)
