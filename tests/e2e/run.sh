@@ -15,7 +15,7 @@
 #   ember-static     TCG path;     static/tests/e2e/<name>  for each tests/e2e/<name>.c
 # Environment: E2E_PATH (as --path), E2E_ONLY (as --only), E2E_TIMEOUT (seconds per guest run;
 # default 60 direct, 120 in the TCG host), E2E_PROG_TIMEOUT (per C program, default 300),
-# E2E_TCG_TIMEOUT (the whole TCG host run, default 2400), E2E_TCG_MEMORY (its MiB, default 4096),
+# E2E_TCG_TIMEOUT (the whole TCG host run, default 2400), E2E_TCG_MEMORY (its MiB, default 6144),
 # E2E_DIRECT_IN_TCG (1, the default: on the TCG path, also run the direct path inside the test
 # host, reported as "direct:NAME"; needs bash-static).
 set -uo pipefail
@@ -140,9 +140,10 @@ else
 	tcg_host() { # LIMIT tcg-host-args... -- command...: one test-host run, stderr included
 		local limit=$1
 		shift
-		# 4 GiB: room for the programs that run many guests at once (QEMU allocates lazily).
+		# 6 GiB: room for the programs that run many guests at once and for a guest with RAM
+		# above 4 GiB (QEMU allocates lazily: only what the guests touch is used).
 		"$root/scripts/tcg-host/run.sh" --no-stdin --timings --timeout "$limit" \
-			--memory "${E2E_TCG_MEMORY:-4096}" \
+			--memory "${E2E_TCG_MEMORY:-6144}" \
 			--env "E2E_TIMEOUT=${E2E_TIMEOUT:-120}" \
 			--env "E2E_PROG_TIMEOUT=${E2E_PROG_TIMEOUT:-300}" "$@" 2>&1
 	}

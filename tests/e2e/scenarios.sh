@@ -250,6 +250,23 @@ check_memtotal() {
 after=check_memtotal
 guest_file memory_256 0 '' --memory 256 -- grep MemTotal /proc/meminfo
 after=
+# More RAM than fits below the MMIO gap (0xd0000000): the rest is mapped from 4 GiB up, and the
+# guest manages both parts. Skipped where the machine running ember has too little RAM for it.
+check_high_memory() {
+	kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' "$SCRATCH/out")
+	why="MemTotal or RAM above 4 GiB missing: '$(excerpt "$SCRATCH/out")'"
+	[ -n "$kb" ] && [ "$kb" -ge $((4300 * 1024)) ] && [ "$kb" -le $((4608 * 1024)) ] &&
+		grep -q '^100000000-[0-9a-f]* : System RAM$' "$SCRATCH/out"
+}
+host_kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' /proc/meminfo)
+if selected memory_above_4g && [ "${host_kb:-0}" -lt $((5120 * 1024)) ]; then
+	skip memory_above_4g "this machine has $((${host_kb:-0} / 1024)) MiB of RAM, less than the 5 GiB this needs"
+else
+	after=check_high_memory
+	guest_file memory_above_4g 0 '' --memory 4608 -- sh -c 'grep MemTotal /proc/meminfo
+		grep "System RAM" /proc/iomem'
+	after=
+fi
 # The CPU the guest sees: the LAPIC's TSC-deadline mode is advertised and used as the tick (so
 # the kernel needs no PIT), its cache hierarchy is described (sysfs has the L1 data cache), and
 # it has the host's model name.
