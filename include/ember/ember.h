@@ -131,6 +131,8 @@ EMBER_API int ember_builder_exec_workdir(struct ember_builder *b, const char *di
 EMBER_API int ember_builder_exec_rlimit(struct ember_builder *b, const char *resource,
                                         uint64_t soft, uint64_t hard);
 EMBER_API int ember_builder_exec_user(struct ember_builder *b, uint32_t uid, uint32_t gid);
+/* The guest's hostname, 1 to 64 characters. Default: EMBER_DEFAULT_HOSTNAME. */
+#define EMBER_DEFAULT_HOSTNAME "ember"
 EMBER_API int ember_builder_exec_hostname(struct ember_builder *b, const char *hostname);
 /* Run the workload as the guest's PID 1 (no init parent: no reaping, no signal forwarding). */
 EMBER_API int ember_builder_exec_as_pid1(struct ember_builder *b, int enable);

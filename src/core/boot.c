@@ -165,7 +165,7 @@ static int encode_exec_config(const struct ember_config *cfg, uint8_t **out, siz
             .uid = cfg->uid,
             .has_gid = cfg->has_user,
             .gid = cfg->gid,
-            .hostname = cfg->hostname,
+            .hostname = cfg->hostname ? cfg->hostname : EMBER_DEFAULT_HOSTNAME,
             .flags = cfg->as_pid1 ? EMBER_CFG_FLAG_PID1 : 0,
         };
         for (size_t i = 0; i < cfg->nrlimits && i < GUEST_CONFIG_MAX_RLIMITS; i++) {
