@@ -207,6 +207,24 @@ guest_file env_reaches_workload 0 "$SCRATCH/want.env" \
 	-- sh -c 'printf "[%s]" "$GREETING" "${EMPTY-unset}" "$QUOTED" "$EQ"'
 guest workdir_applies 0 '/proc\n' --workdir /proc -- pwd
 
+# --- who and what the workload runs as ----------------------------------------------------------
+guest user_and_group 0 '1000\n1001\n1001\n' --user 1000:1001 -- sh -c 'id -u; id -g; id -G'
+guest user_group_defaults_to_uid 0 '1000\n1000\n' --user 1000 -- sh -c 'id -u; id -g'
+guest rlimits_apply 0 '256\n512\nunlimited\n' \
+	--rlimit nofile=256:512 --rlimit nproc=unlimited -- sh -c 'ulimit -n; ulimit -Hn; ulimit -u'
+guest hostname_applies 0 'box-1\nbox-1\n' --hostname box-1 \
+	-- sh -c 'hostname; cat /proc/sys/kernel/hostname'
+guest hostname_default 0 'ember\n' -- hostname
+# Run as PID 1 the workload has no init above it: nothing reports its status, so when it exits
+# the guest kernel panics and resets, and ember says it got no status (125).
+check_pid1_err() {
+	why="stderr does not say that no status was reported: '$(excerpt "$SCRATCH/err")'"
+	grep -q 'without reporting an exit status' "$SCRATCH/err"
+}
+after=check_pid1_err
+guest as_pid1 125 'pid 1\n' --as-pid1 -- sh -c 'echo pid $$'
+after=
+
 # --- output and input streams ---------------------------------------------------------------
 seq 1 200000 | head -c 1048576 >"$SCRATCH/want.1mib"
 guest_file stdout_1mib_intact 0 "$SCRATCH/want.1mib" -- sh -c 'seq 1 200000 | head -c 1048576'
@@ -237,6 +255,31 @@ guest_file stdin_wc_bytes 0 '' -- wc -c
 after=
 IN=
 guest stdin_empty_eof 0 '' -- cat
+# --console-output: both streams go to the file, nothing to ember's own stdout.
+check_console_file() {
+	why="console file: '$(excerpt "$SCRATCH/console.txt" 2>/dev/null)', want the lines out and err"
+	[ "$(sort "$SCRATCH/console.txt" 2>/dev/null | tr '\n' ,)" = "err,out," ]
+}
+rm -f "$SCRATCH/console.txt"
+after=check_console_file
+guest console_output_file 3 '' --console-output "$SCRATCH/console.txt" \
+	-- sh -c 'echo out; echo err >&2; exit 3'
+after=
+
+# --- an extra initramfs ------------------------------------------------------------------------
+# Its files are in the guest's root next to ember's (ember's own are loaded after it).
+if selected extra_initramfs; then
+	rm -rf "$SCRATCH/extra" && mkdir -p "$SCRATCH/extra/opt" &&
+		echo from-the-extra-initramfs >"$SCRATCH/extra/opt/extra.txt"
+	if ! command -v cpio >/dev/null 2>&1; then
+		skip extra_initramfs "no cpio here to make one"
+	elif ! (cd "$SCRATCH/extra" && find opt | cpio -o -H newc >"$SCRATCH/extra.cpio") 2>/dev/null; then
+		fail extra_initramfs "cpio could not make the test initramfs"
+	else
+		guest extra_initramfs 0 'from-the-extra-initramfs\n' \
+			--initramfs "$SCRATCH/extra.cpio" -- cat /opt/extra.txt
+	fi
+fi
 
 # --- machine shape ----------------------------------------------------------------------------
 guest cpus_2 0 '2\n2\n' --cpus 2 -- sh -c 'nproc; grep -c ^processor /proc/cpuinfo'
