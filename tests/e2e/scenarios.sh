@@ -225,6 +225,21 @@ after=check_pid1_err
 guest as_pid1 125 'pid 1\n' --as-pid1 -- sh -c 'echo pid $$'
 after=
 
+# --- what ember-init does for the workload -----------------------------------------------------
+guest init_mounts 0 '/proc\n/sys\n/dev\n/dev/pts\n/dev/shm\n/tmp\n/run\n' \
+	-- sh -c 'for m in /proc /sys /dev /dev/pts /dev/shm /tmp /run; do
+		grep -q "^[^ ]* $m " /proc/mounts && echo $m; done'
+# A signal sent to init (PID 1) reaches the workload: a trapped one runs its trap, an untrapped
+# TERM ends it with 143.
+guest init_forwards_trapped_signal 7 'got-usr1\n' \
+	-- sh -c 'trap "echo got-usr1; exit 7" USR1; kill -USR1 1; sleep 20 & wait; echo not-reached'
+guest init_forwards_term 143 '' -- sh -c 'kill -TERM 1; sleep 20'
+# Orphans are reparented to init, which reaps them: no zombie is left behind.
+guest init_reaps_orphans 0 'reaped\n' -- sh -c '(sleep 0.2 &); sleep 1
+	for s in /proc/[0-9]*/stat; do
+		[ "$(cut -d" " -f3 "$s" 2>/dev/null)" = Z ] && echo zombie
+	done; echo reaped'
+
 # --- output and input streams ---------------------------------------------------------------
 seq 1 200000 | head -c 1048576 >"$SCRATCH/want.1mib"
 guest_file stdout_1mib_intact 0 "$SCRATCH/want.1mib" -- sh -c 'seq 1 200000 | head -c 1048576'
