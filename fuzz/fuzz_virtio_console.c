@@ -127,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         uint32_t v = take(&in, 4);
                         memcpy(buf, &v, 4);
                         memcpy(buf + 4, &v, 4);
-                        bus_dispatch(&vm.mmio, BASE + off, buf, len, take(&in, 1) & 1);
+                        fake_mmio(&vm, BASE + off, buf, len, take(&in, 1) & 1);
                         break;
                 }
                 case 3: { /* the guest rewrites its memory: rings, descriptors, buffers */

@@ -41,6 +41,8 @@ struct virtio_mmio {
         uint64_t offered;
         uint64_t driver_features;
 
+        bool coalesce_asked; /* the latch registers' coalesced zones were asked for */
+
         int irq_fd; /* irqfd eventfd, or -1 when using env->irq_line */
         bool irqfd_bound;
         int line_level; /* current level in irq_line mode */
@@ -356,6 +358,23 @@ static uint32_t reg_read(struct virtio_mmio *t, uint64_t off)
         }
 }
 
+/* Registers whose writes only latch a value (selectors, feature words, queue size and ring
+ * addresses) or are ignored (read-only ones): [0, QueueReady) and [QueueDescLow, ShmLenLow).
+ * Each takes effect at a later access that exits anyway (a read, QueueReady, Status), and the
+ * queued writes are replayed before it, so KVM may queue them instead of exiting: a Linux
+ * driver setting up a queue writes 8 of them. Asked for at the guest's first access, not at
+ * creation, so that a VM that never uses the device binds nothing on KVM's I/O bus (see
+ * dev/ioapic.c). */
+static void ask_coalescing(struct virtio_mmio *t)
+{
+        if (t->coalesce_asked || !t->env.coalesce_writes)
+                return;
+        t->coalesce_asked = true;
+        if (t->env.coalesce_writes(t->env.hv, t->base, VIRTIO_MMIO_QUEUE_READY) == 0)
+                t->env.coalesce_writes(t->env.hv, t->base + VIRTIO_MMIO_QUEUE_DESC_LOW,
+                                       VIRTIO_MMIO_SHM_LEN_LOW - VIRTIO_MMIO_QUEUE_DESC_LOW);
+}
+
 static bool config_access_ok(const struct virtio_mmio *t, uint64_t off, uint32_t len)
 {
         if (len != 1 && len != 2 && len != 4 && len != 8)
@@ -369,6 +388,7 @@ static void bus_read(void *opaque, uint64_t off, uint8_t *data, uint32_t len)
         struct virtio_mmio *t = opaque;
         memset(data, 0, len);
         pthread_mutex_lock(&t->lock);
+        ask_coalescing(t);
         if (off >= VIRTIO_MMIO_CONFIG) {
                 if (config_access_ok(t, off, len) && t->ops->config_read)
                         t->ops->config_read(t->dev, (uint32_t)(off - VIRTIO_MMIO_CONFIG), data,
@@ -384,6 +404,7 @@ static void bus_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t 
 {
         struct virtio_mmio *t = opaque;
         pthread_mutex_lock(&t->lock);
+        ask_coalescing(t);
         if (off >= VIRTIO_MMIO_CONFIG) {
                 if (config_access_ok(t, off, len) && t->ops->config_write)
                         t->ops->config_write(t->dev, (uint32_t)(off - VIRTIO_MMIO_CONFIG), data,

@@ -36,6 +36,17 @@ struct fake_ioev {
         bool active;
 };
 
+/* KVM's coalesced MMIO, emulated: writes wholly inside a zone wait in a ring, and every other
+ * access (as every exit does in ember) first replays them in order. */
+#define FAKE_MAX_ZONES 8
+#define FAKE_RING      64
+
+struct fake_pending {
+        uint64_t addr;
+        uint32_t len;
+        uint8_t data[8];
+};
+
 struct fake_vm {
         struct gmem mem;
         struct bus mmio, pio;
@@ -49,6 +60,15 @@ struct fake_vm {
         bool irqfd_fails;
         int line_level;
         unsigned line_raises;
+        struct {
+                uint64_t addr;
+                uint32_t len;
+        } zone[FAKE_MAX_ZONES];
+        unsigned nzones;
+        bool coalesce_fails;
+        struct fake_pending pending[FAKE_RING];
+        unsigned npending;
+        unsigned coalesced; /* writes that went through the ring */
         int stops;
         enum vm_stop_reason stop_reason;
         char stop_why[256];
@@ -114,6 +134,19 @@ FAKE_HELPER int fake_irq_line(void *hv, uint32_t gsi, int level)
         return 0;
 }
 
+FAKE_HELPER int fake_coalesce(void *hv, uint64_t addr, uint32_t len)
+{
+        struct fake_vm *vm = hv;
+        if (vm->coalesce_fails)
+                return -ENOSYS;
+        if (vm->nzones == FAKE_MAX_ZONES)
+                return -ENOSPC;
+        vm->zone[vm->nzones].addr = addr;
+        vm->zone[vm->nzones].len = len;
+        vm->nzones++;
+        return 0;
+}
+
 FAKE_HELPER void fake_stop(void *hv, enum vm_stop_reason reason, int code, const char *why)
 {
         struct fake_vm *vm = hv;
@@ -146,6 +179,7 @@ FAKE_HELPER int fake_vm_init(struct fake_vm *vm)
             .ioeventfd = fake_ioeventfd,
             .irqfd = fake_irqfd,
             .irq_line = fake_irq_line,
+            .coalesce_writes = fake_coalesce,
             .stop = fake_stop,
         };
         return 0;
@@ -171,10 +205,41 @@ FAKE_HELPER void *guest_ptr(struct fake_vm *vm, uint64_t gpa, uint64_t len)
 
 /* ---- register access, as a vCPU's MMIO exit */
 
+/* Replays the coalesced writes, oldest first. */
+FAKE_HELPER void fake_flush(struct fake_vm *vm)
+{
+        for (unsigned i = 0; i < vm->npending; i++) {
+                struct fake_pending *p = &vm->pending[i];
+                bus_dispatch(&vm->mmio, p->addr, p->data, p->len, true);
+        }
+        vm->npending = 0;
+}
+
+/* One guest MMIO access as KVM and ember handle it (see FAKE_RING). */
+FAKE_HELPER bool fake_mmio(struct fake_vm *vm, uint64_t addr, uint8_t *data, uint32_t len,
+                           bool is_write)
+{
+        if (is_write && len <= 8 && vm->npending < FAKE_RING) {
+                for (unsigned z = 0; z < vm->nzones; z++) {
+                        if (addr >= vm->zone[z].addr && len <= vm->zone[z].len &&
+                            addr - vm->zone[z].addr <= vm->zone[z].len - len) {
+                                struct fake_pending *p = &vm->pending[vm->npending++];
+                                p->addr = addr;
+                                p->len = len;
+                                memcpy(p->data, data, len);
+                                vm->coalesced++;
+                                return true;
+                        }
+                }
+        }
+        fake_flush(vm);
+        return bus_dispatch(&vm->mmio, addr, data, len, is_write);
+}
+
 FAKE_HELPER uint32_t mmio_r32(struct fake_vm *vm, uint64_t addr)
 {
         uint8_t d[4];
-        bus_dispatch(&vm->mmio, addr, d, 4, false);
+        fake_mmio(vm, addr, d, 4, false);
         uint32_t v;
         memcpy(&v, d, 4);
         return v;
@@ -184,7 +249,7 @@ FAKE_HELPER void mmio_w32(struct fake_vm *vm, uint64_t addr, uint32_t v)
 {
         uint8_t d[4];
         memcpy(d, &v, 4);
-        bus_dispatch(&vm->mmio, addr, d, 4, true);
+        fake_mmio(vm, addr, d, 4, true);
 }
 
 /* Runs the event loop until it has been idle for `idle_ms`. Returns callbacks run. */
