@@ -111,6 +111,18 @@ static void wr(uint64_t off, uint32_t v)
         mmio_w32(&vm, BASE + off, v);
 }
 
+/* Notifies q, lets the device run, and takes the one used element it must have returned for
+ * `head`. Returns its length. */
+static uint32_t round_trip(struct gq *q, uint16_t head)
+{
+        gq_kick(q);
+        fake_run(&vm, 0);
+        uint32_t id = 0, len = 0;
+        REQUIRE_EQ(gq_used(q, &id, &len), 1);
+        CHECK_EQ(id, head);
+        return len;
+}
+
 /* Negotiates, sets up both queues, DRIVER_OK. */
 static void bring_up(struct gq *q0, struct gq *q1)
 {
@@ -175,12 +187,7 @@ static void t_handshake(void)
         uint64_t b = guest_alloc(&vm, 64, 64);
         struct gseg s[] = {{b, 16, false}, {b + 16, 48, true}};
         uint16_t head = gq_add_indirect(&q0, s, 2);
-        gq_kick(&q0);
-        fake_run(&vm, 0);
-        uint32_t id, len;
-        REQUIRE_EQ(gq_used(&q0, &id, &len), 1);
-        CHECK_EQ(id, head);
-        CHECK_EQ(len, 48);
+        CHECK_EQ(round_trip(&q0, head), 48);
         CHECK_EQ(((uint8_t *)guest_ptr(&vm, b + 16, 48))[47], 0xab);
         CHECK(fake_irq_taken(&vm));
         CHECK_EQ(rd(VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_VRING);
@@ -767,13 +774,7 @@ static void t_latch_registers_coalesced(void)
         CHECK_EQ(rd(VIRTIO_MMIO_QUEUE_DEVICE_LOW), (uint32_t)q0.used);
         guest_driver_ok(&vm, BASE);
         struct gseg s = {guest_alloc(&vm, 64, 8), 64, true};
-        uint16_t head = gq_add(&q0, &s, 1);
-        gq_kick(&q0);
-        fake_run(&vm, 0);
-        uint32_t id, len;
-        REQUIRE_EQ(gq_used(&q0, &id, &len), 1);
-        CHECK_EQ(id, head);
-        CHECK_EQ(len, 64);
+        CHECK_EQ(round_trip(&q0, gq_add(&q0, &s, 1)), 64);
         stop_all();
 
         /* Without coalescing (the hook fails) everything exits and works the same. */
