@@ -509,14 +509,22 @@ static void t_random_corruption(void)
 
 /* --- loading ----------------------------------------------------------------------------- */
 
+/* The image is probed (it must be accepted) and a 64 MiB guest is made to load it into. */
+static void probe_for_loading(const uint8_t *img, size_t len, struct x86_kernel_info *ki,
+                              struct gmem *m)
+{
+        char err[256];
+        REQUIRE_EQ(probe(img, len, ki, err, sizeof(err)), 0);
+        REQUIRE_EQ(gmem_init(m, 64 * MIB, X86_MMIO_GAP_START), 0);
+}
+
 static void t_bzimage_load(void)
 {
         make_bzimage();
         struct x86_kernel_info ki;
-        char err[256];
-        REQUIRE_EQ(probe(bz, BZ_LEN, &ki, err, sizeof(err)), 0);
         struct gmem m;
-        REQUIRE_EQ(gmem_init(&m, 64 * MIB, X86_MMIO_GAP_START), 0);
+        probe_for_loading(bz, BZ_LEN, &ki, &m);
+        char err[256];
         REQUIRE_EQ(x86_kernel_load(&m, bz, BZ_LEN, &ki, err, sizeof(err)), 0);
         const uint8_t *p = gmem_ptr(&m, 0x100000, BZ_PM_SIZE);
         REQUIRE(p != NULL);
@@ -539,10 +547,9 @@ static void t_elf_load(void)
 {
         make_elf();
         struct x86_kernel_info ki;
-        char err[256];
-        REQUIRE_EQ(probe(elf, ELF_LEN, &ki, err, sizeof(err)), 0);
         struct gmem m;
-        REQUIRE_EQ(gmem_init(&m, 64 * MIB, X86_MMIO_GAP_START), 0);
+        probe_for_loading(elf, ELF_LEN, &ki, &m);
+        char err[256];
         uint8_t *bss = gmem_ptr(&m, ELF_DATA_PADDR, ELF_DATA_MEMSZ);
         REQUIRE(bss != NULL);
         memset(bss, 0xee, ELF_DATA_MEMSZ); /* must come out zeroed */
@@ -632,10 +639,9 @@ static void t_load_from_source(void)
 {
         make_elf();
         struct x86_kernel_info ki;
-        char err[256];
-        REQUIRE_EQ(probe(elf, ELF_LEN, &ki, err, sizeof(err)), 0);
         struct gmem m;
-        REQUIRE_EQ(gmem_init(&m, 64 * MIB, X86_MMIO_GAP_START), 0);
+        probe_for_loading(elf, ELF_LEN, &ki, &m);
+        char err[256];
         struct counting_src c = {elf, ELF_LEN, 0, -1};
         struct x86_image_src src = {&c, counting_read, ELF_LEN};
         REQUIRE_EQ(x86_kernel_load_from(&m, &src, &ki, err, sizeof(err)), 0);
