@@ -106,7 +106,7 @@ $(BUILD)/static/tests/%: tests/%.c $(STLIB) tests/test.h
 
 # Fuzz targets with fuzz/replay.c as main (seed replay + deterministic mutations); libFuzzer
 # builds are fuzz/run.sh's.
-$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(STLIB) tests/unit/test_virtio_guest.h
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c fuzz/fuzz_input.h $(STLIB) tests/unit/test_virtio_guest.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) -Itests/unit $(CFLAGS_ALL) $(SANLD) -o $@ $< fuzz/replay.c $(STLIB) $(LDLIBS_ALL)
 

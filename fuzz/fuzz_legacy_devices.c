@@ -21,6 +21,7 @@
 #include "dev/ioapic.h"
 #include "dev/legacy.h"
 #include "ember/guest_abi.h"
+#include "fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -62,14 +63,6 @@ static void fake_stop(void *hv, enum vm_stop_reason reason, int code, const char
         snprintf(f->why, sizeof(f->why), "%s", why);
 }
 
-static uint32_t take(const uint8_t **p, size_t *n, unsigned bytes)
-{
-        uint32_t v = 0;
-        for (unsigned i = 0; i < bytes && *n; i++, (*p)++, (*n)--)
-                v |= (uint32_t) * *p << (8 * i);
-        return v;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         static int devnull = -1;
@@ -98,21 +91,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         /* Ports around each device, and the IOAPIC's window with some room either side. */
         static const uint16_t ports[] = {X86_COM1_PORT, X86_I8042_DATA, EMBER_ABI_PORT, 0x0};
-        while (size) {
-                uint32_t op = take(&data, &size, 1);
+        struct fuzz_input in = {data, size};
+        while (in.n) {
+                uint32_t op = fuzz_take(&in, 1);
                 /* KVM reports 1..8 bytes for MMIO, 1/2/4 for port I/O: all 1..8 here. */
                 uint32_t len = 1 + (op >> 1) % 8;
                 bool write = op & 1;
                 uint8_t buf[8];
-                uint32_t v = take(&data, &size, 4);
+                uint32_t v = fuzz_take(&in, 4);
                 memcpy(buf, &v, 4);
                 memcpy(buf + 4, &v, 4);
                 if (op & 0x80) {
-                        uint64_t off = take(&data, &size, 2) % 0x1400;
+                        uint64_t off = fuzz_take(&in, 2) % 0x1400;
                         bus_dispatch(&mmio, X86_IOAPIC_ADDR - 0x200 + off, buf, len, write);
                 } else {
                         uint16_t base = ports[(op >> 4) % 4]; /* 0: ports nobody claims */
-                        uint16_t port = (uint16_t)(base + take(&data, &size, 1) % 16 - 4);
+                        uint16_t port = (uint16_t)(base + fuzz_take(&in, 1) % 16 - 4);
                         bus_dispatch(&pio, port, buf, len, write);
                 }
         }

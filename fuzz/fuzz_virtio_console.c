@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_input.h"
 #include "test_virtio_guest.h"
 #include "virtio/console.h"
 
@@ -24,34 +25,16 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-struct input {
-        const uint8_t *p;
-        size_t n;
-};
-
-static uint32_t take(struct input *in, unsigned bytes)
-{
-        uint32_t v = 0;
-        for (unsigned i = 0; i < bytes; i++) {
-                v |= (uint32_t)(in->n ? *in->p : 0) << (8 * i);
-                if (in->n) {
-                        in->p++;
-                        in->n--;
-                }
-        }
-        return v;
-}
-
 struct fuzz_queue {
         uint16_t size, avail_idx, next_desc;
 };
 
-static void bring_up(struct fake_vm *vm, struct fuzz_queue *q, struct input *in)
+static void bring_up(struct fake_vm *vm, struct fuzz_queue *q, struct fuzz_input *in)
 {
-        uint32_t feat_lo = take(in, 4), feat_hi = take(in, 1);
+        uint32_t feat_lo = fuzz_take(in, 4), feat_hi = fuzz_take(in, 1);
         uint64_t features = feat_lo | (uint64_t)(feat_hi & 1) << 32;
         guest_negotiate(vm, BASE, features);
-        unsigned logsz = take(in, 1) % 10; /* 1..512: also sizes the device must refuse */
+        unsigned logsz = fuzz_take(in, 1) % 10; /* 1..512: also sizes the device must refuse */
         for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++) {
                 uint64_t r = RINGS + i * RING_SLOT;
                 memset(guest_ptr(vm, r, RING_SLOT), 0, RING_SLOT);
@@ -63,17 +46,17 @@ static void bring_up(struct fake_vm *vm, struct fuzz_queue *q, struct input *in)
 }
 
 /* One chain of 1..3 descriptors whose addresses and lengths come from the input. */
-static void post(struct fake_vm *vm, struct fuzz_queue *queues, unsigned qi, struct input *in)
+static void post(struct fake_vm *vm, struct fuzz_queue *queues, unsigned qi, struct fuzz_input *in)
 {
         struct fuzz_queue *fq = &queues[qi];
         uint64_t r = RINGS + qi * RING_SLOT;
         uint16_t size = fq->size ? fq->size : 1;
-        unsigned nseg = 1 + take(in, 1) % 3;
+        unsigned nseg = 1 + fuzz_take(in, 1) % 3;
         uint16_t head = fq->next_desc % size, d = head;
         for (unsigned k = 0; k < nseg; k++) {
-                uint64_t gpa = take(in, 3) % GUEST_SPAN;
-                uint32_t len = take(in, 2);
-                uint16_t flags = (uint16_t)(take(in, 1) & (VIRTQ_DESC_F_WRITE | 8u));
+                uint64_t gpa = fuzz_take(in, 3) % GUEST_SPAN;
+                uint32_t len = fuzz_take(in, 2);
+                uint16_t flags = (uint16_t)(fuzz_take(in, 1) & (VIRTQ_DESC_F_WRITE | 8u));
                 uint16_t next = (uint16_t)((d + 1) % size);
                 if (k + 1 < nseg)
                         flags |= VIRTQ_DESC_F_NEXT;
@@ -109,30 +92,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                   sizeof(err)) != 0)
                 abort();
         struct fuzz_queue q[VIRTIO_CONSOLE_NR_QUEUES] = {{0}};
-        struct input in = {data, size};
+        struct fuzz_input in = {data, size};
         unsigned steps = 0;
         while (in.n && steps++ < 512) {
-                switch (take(&in, 1) % 10) {
+                switch (fuzz_take(&in, 1) % 10) {
                 case 0: /* any register write, config space included */
-                        mmio_w32(&vm, BASE + take(&in, 2) % 0x200, take(&in, 4));
+                        mmio_w32(&vm, BASE + fuzz_take(&in, 2) % 0x200, fuzz_take(&in, 4));
                         break;
                 case 1:
-                        mmio_r32(&vm, BASE + take(&in, 2) % 0x200);
+                        mmio_r32(&vm, BASE + fuzz_take(&in, 2) % 0x200);
                         break;
                 case 2: { /* odd sizes and offsets */
                         static const uint32_t sizes[] = {1, 2, 3, 8};
-                        uint32_t len = sizes[take(&in, 1) % 4];
-                        uint64_t off = take(&in, 2) % 0x1000;
+                        uint32_t len = sizes[fuzz_take(&in, 1) % 4];
+                        uint64_t off = fuzz_take(&in, 2) % 0x1000;
                         uint8_t buf[8];
-                        uint32_t v = take(&in, 4);
+                        uint32_t v = fuzz_take(&in, 4);
                         memcpy(buf, &v, 4);
                         memcpy(buf + 4, &v, 4);
-                        fake_mmio(&vm, BASE + off, buf, len, take(&in, 1) & 1);
+                        fake_mmio(&vm, BASE + off, buf, len, fuzz_take(&in, 1) & 1);
                         break;
                 }
                 case 3: { /* the guest rewrites its memory: rings, descriptors, buffers */
-                        uint64_t gpa = take(&in, 3) % GUEST_SPAN;
-                        uint32_t len = take(&in, 1);
+                        uint64_t gpa = fuzz_take(&in, 3) % GUEST_SPAN;
+                        uint32_t len = fuzz_take(&in, 1);
                         if (len > in.n)
                                 len = (uint32_t)in.n;
                         memcpy(guest_ptr(&vm, gpa, len ? len : 1), in.p, len);
@@ -145,28 +128,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 evloop_run_once(&vm.loop, 0);
                         break;
                 case 5:
-                        gq_kick_index(&vm, BASE, take(&in, 1) % (VIRTIO_CONSOLE_NR_QUEUES + 2));
+                        gq_kick_index(&vm, BASE,
+                                      fuzz_take(&in, 1) % (VIRTIO_CONSOLE_NR_QUEUES + 2));
                         break;
                 case 6:
                         bring_up(&vm, q, &in);
                         break;
                 case 7:
-                        post(&vm, q, take(&in, 1) % VIRTIO_CONSOLE_NR_QUEUES, &in);
+                        post(&vm, q, fuzz_take(&in, 1) % VIRTIO_CONSOLE_NR_QUEUES, &in);
                         break;
                 case 8: { /* a control message, in a well-formed chain, with any content */
                         /* each in its own buffer: several may wait for the device */
                         uint64_t msg = RINGS + VIRTIO_CONSOLE_NR_QUEUES * RING_SLOT +
                                        16ull * (q[VIRTIO_CONSOLE_CTRL_TX].avail_idx % 64);
-                        uint32_t v[2] = {take(&in, 1) % 5, take(&in, 4)};
+                        uint32_t v[2] = {fuzz_take(&in, 1) % 5, fuzz_take(&in, 4)};
                         memcpy(guest_ptr(&vm, msg, 8), v, 8);
                         uint8_t ops[] = {
                             0, (uint8_t)msg, (uint8_t)(msg >> 8), (uint8_t)(msg >> 16), 8, 0, 0};
-                        struct input one = {ops, sizeof(ops)};
+                        struct fuzz_input one = {ops, sizeof(ops)};
                         post(&vm, q, VIRTIO_CONSOLE_CTRL_TX, &one);
                         break;
                 }
                 case 9: { /* host stdin: some bytes, or EOF */
-                        uint32_t len = take(&in, 1);
+                        uint32_t len = fuzz_take(&in, 1);
                         if (len == 0 && in_pipe[1] >= 0) {
                                 close(in_pipe[1]);
                                 in_pipe[1] = -1;
