@@ -2,6 +2,7 @@
  * coalesced ring. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -90,10 +91,44 @@ int ember_kvm_vcpu_set_cpuid2(struct ember_kvm_vcpu *vcpu, const struct kvm_cpui
         return KVM_FAM(vcpu, KVM_SET_CPUID2, kvm_fam_cpuid, entries, n, KVM_FAM_IN);
 }
 
+/* Whether the vCPU's CPUID fits in n entries: KVM_GET_CPUID2 fails with E2BIG when it does not. */
+static int cpuid2_fits(int fd, struct kvm_cpuid2 *req, uint32_t n)
+{
+        req->nent = n;
+        int rc = kvm_ioctl_raw(fd, KVM_GET_CPUID2, (unsigned long)req);
+        return rc == 0 ? 1 : rc == -E2BIG ? 0 : rc;
+}
+
+/* Newer kernels report the vCPU's entry count in KVM_GET_CPUID2's nent. Older ones (Debian 12's
+ * 6.1 among them) report it nowhere: nent comes back as the caller set it. When it comes back
+ * unchanged, the count is found as the smallest nent that the call accepts. */
 int ember_kvm_vcpu_get_cpuid2(struct ember_kvm_vcpu *vcpu, struct kvm_cpuid_entry2 *entries,
                               uint32_t max)
 {
-        return KVM_FAM(vcpu, KVM_GET_CPUID2, kvm_fam_cpuid, entries, max, KVM_FAM_OUT);
+        int n = KVM_FAM(vcpu, KVM_GET_CPUID2, kvm_fam_cpuid, entries, max, KVM_FAM_OUT);
+        if (n < 0 || (uint32_t)n < max)
+                return n;
+        struct kvm_cpuid2 *req =
+            calloc(1, sizeof(*req) + (size_t)max * sizeof(struct kvm_cpuid_entry2));
+        if (!req)
+                return KVM_FAIL(vcpu, ENOMEM, "KVM_GET_CPUID2: out of memory");
+        uint32_t lo = 0, hi = max; /* the call accepts hi entries; the count is in [lo, hi] */
+        while (lo < hi) {
+                uint32_t mid = lo + (hi - lo) / 2;
+                int fits = cpuid2_fits(vcpu->fd, req, mid);
+                if (fits < 0) {
+                        char msg[96];
+                        free(req);
+                        return KVM_FAIL(vcpu, -fits, "KVM_GET_CPUID2: %s",
+                                        strerror_r(-fits, msg, sizeof(msg)));
+                }
+                if (fits)
+                        hi = mid;
+                else
+                        lo = mid + 1;
+        }
+        free(req);
+        return (int)hi;
 }
 
 int ember_kvm_vcpu_get_xsave(struct ember_kvm_vcpu *vcpu, struct kvm_xsave *xsave)
