@@ -104,12 +104,14 @@ static void t_bad_vcpu_id(void)
 static void t_no_irqchip(void)
 {
         struct kt *t = kt_open_vm();
-        struct kvm_pit_config cfg = {0};
+        struct kvm_pit_state2 pit;
         struct kvm_lapic_state lapic;
         struct kvm_irqchip chip = {.chip_id = KVM_IRQCHIP_PIC_MASTER};
 
-        CHECK(ember_kvm_vm_create_pit2(t->vm, &cfg) < 0);
-        CHECK(strncmp(ember_kvm_vm_last_error(t->vm), "KVM_CREATE_PIT2: ", 17) == 0);
+        /* No PIT either. (Creating one without the irqchip is refused only by newer kernels:
+         * Debian 12's 6.1 accepts it, so that is not asserted.) */
+        CHECK_EQ(ember_kvm_vm_get_pit2(t->vm, &pit), -ENXIO);
+        CHECK(strncmp(ember_kvm_vm_last_error(t->vm), "KVM_GET_PIT2: ", 14) == 0);
         CHECK(ember_kvm_vm_get_irqchip(t->vm, &chip) < 0);
         CHECK(ember_kvm_vm_set_irq_line(t->vm, 4, true) < 0);
         CHECK(strncmp(ember_kvm_vm_last_error(t->vm), "KVM_IRQ_LINE: ", 14) == 0);

@@ -79,6 +79,8 @@ static void t_pit2_roundtrip(void)
         KT_NEED_CAP(t, KVM_CAP_PIT2);
         KT_VM_OK(t, ember_kvm_vm_create_irqchip(t->vm));
         KT_VM_OK(t, ember_kvm_vm_create_pit2(t->vm, &cfg));
+        CHECK_EQ(ember_kvm_vm_create_pit2(t->vm, &cfg), -EEXIST);
+        CHECK_STR(ember_kvm_vm_last_error(t->vm), "KVM_CREATE_PIT2: File exists");
         KT_VM_OK(t, ember_kvm_vm_get_pit2(t->vm, &a));
         a.channels[2].gate = 1;
         KT_VM_OK(t, ember_kvm_vm_set_pit2(t->vm, &a));
