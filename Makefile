@@ -42,6 +42,7 @@ E2E_BINS     := $(E2E_C_SRCS:tests/e2e/%.c=$(BUILD)/tests/e2e/%)
 BENCH_BINS   := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 FUZZ_BINS    := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 STATIC_E2E_BINS := $(E2E_C_SRCS:tests/e2e/%.c=$(BUILD)/static/tests/e2e/%)
+STATIC_KVM_BINS := $(KVM_SRCS:tests/kvm/%.c=$(BUILD)/static/tests/kvm/%)
 
 SHLIB        := $(BUILD)/libember.so.$(VERSION)
 STLIB        := $(BUILD)/libember.a
@@ -52,7 +53,7 @@ all: lib cli tests $(BUILD)/ember.pc
 lib: $(SHLIB) $(STLIB)
 cli: $(BUILD)/ember
 tests: $(UNIT_BINS) $(KVM_BINS) $(E2E_BINS) $(BENCH_BINS) $(FUZZ_BINS)
-static: $(BUILD)/ember-static $(STATIC_E2E_BINS)
+static: $(BUILD)/ember-static $(STATIC_E2E_BINS) $(STATIC_KVM_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -13,11 +13,14 @@
 #   guest/vmlinux, guest/bzImage, rootfs/   the guest (make guest)
 #   ember            direct path;  tests/e2e/<name>         for each tests/e2e/<name>.c
 #   ember-static     TCG path;     static/tests/e2e/<name>  for each tests/e2e/<name>.c
+#                                  static/tests/kvm/test_*  the KVM suite, for the test host
 # Environment: E2E_PATH (as --path), E2E_ONLY (as --only), E2E_TIMEOUT (seconds per guest run;
 # default 60 direct, 120 in the TCG host), E2E_PROG_TIMEOUT (per C program, default 300),
 # E2E_TCG_TIMEOUT (the whole TCG host run, default 2400), E2E_TCG_MEMORY (its MiB, default 6144),
 # E2E_DIRECT_IN_TCG (1, the default: on the TCG path, also run the direct path inside the test
-# host, reported as "direct:NAME"; needs bash-static).
+# host, reported as "direct:NAME"; needs bash-static), E2E_KVM_IN_TCG (1, the default: on the TCG
+# path, also run the KVM suite, static/tests/kvm/*, on the test host's KVM, reported as
+# "svm:PROGRAM/TEST"; with --only, when the regex matches "kvm_suite").
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -192,6 +195,27 @@ else
 		l1_status "e2e_tcg_host_$name" "$st"
 		[ "$st" -eq 0 ] || status=$st
 	done
+	# The KVM suite (tests/kvm: tiny guests driving the KVM layer, the VM core and the CLI) on
+	# the test host's KVM as well: a hardware-style KVM (kvm-amd) on Debian 12's kernel, where
+	# this host's may be another kind. Its lines come back as "svm:PROGRAM/TEST".
+	if [ "${E2E_KVM_IN_TCG:-1}" = 1 ] && { [ -z "$only" ] || echo kvm_suite | grep -Eq -- "$only"; }; then
+		k="$log/kvm"
+		mkdir -p "$k/tests/kvm"
+		kvm_bins=("$build"/static/tests/kvm/test_*)
+		if [ ! -x "${kvm_bins[0]}" ]; then
+			harness_fail kvm_suite_in_tcg_host "no static KVM test programs in ${build#"$root"/}/static/tests/kvm (make static builds them)"
+			status=1
+		else
+			cp "${kvm_bins[@]}" "$k/tests/kvm/"
+			cp "$ember" "$k/ember"
+			tcg_host "${E2E_PROG_L1_TIMEOUT:-900}" --file "$k:kvm" \
+				--file "$here/kvm-suite.sh:kvm-suite.sh" \
+				-- sh /payload/kvm-suite.sh /payload/kvm svm | drop_summary | tee -a "$log/out"
+			st=${PIPESTATUS[0]}
+			l1_status e2e_tcg_host_kvm_suite "$st"
+			[ "$st" -eq 0 ] || status=$st
+		fi
+	fi
 	# The direct path, run where it can run: inside the test host, whose KVM is hardware-style
 	# (svm). This script drives the same scenarios and programs there in direct mode, so the
 	# path that vmx/svm hosts take is exercised too; its lines come back as "direct:NAME".
