@@ -20,6 +20,9 @@
 #   --export L1PATH:FILE  after the command, copy file L1PATH out of L1 to FILE (repeatable)
 #   --timeout SECS        hard limit for the whole run, boot included (default $EMBER_TCG_TIMEOUT
 #                         or 600); past it QEMU is killed and we exit 124
+#   --freeze-after SECS   while the command runs, L1's init reports a heartbeat every 5 s; past
+#                         SECS without one (default $EMBER_TCG_FREEZE or 120; 0: never) L1 is
+#                         taken as frozen, QEMU is killed and we exit 123 at once
 #   --memory MIB          L1's memory (default $EMBER_TCG_MEMORY or 2048)
 #   --cpus N              L1's vCPUs (default $EMBER_TCG_CPUS or 2)
 #   --append ARGS         extra L1 kernel command line
@@ -27,8 +30,8 @@
 #   --timings             print how long the stages took on stderr
 #   -v, --verbose         print timings and L1's kernel log on stderr
 #
-# Exit status: the command's; 124 if the timeout hit; 125 if L1 failed (no /dev/kvm, QEMU error,
-# L1 crash). Those two cases also print "tcg-host: ..." on stderr.
+# Exit status: the command's; 123 if L1 froze; 124 if the timeout hit; 125 if L1 failed (no
+# /dev/kvm, QEMU error, L1 crash). Those cases also print "tcg-host: ..." on stderr.
 # Debugging: EMBER_TCG_MONITOR=SOCKET gives QEMU's human monitor on that unix socket (for
 # example `info registers -a` when L1 seems stuck).
 set -uo pipefail
@@ -38,6 +41,7 @@ payloads=() files=() envs=() exports=()
 stdin_mode=auto stdin_file=
 workdir=/payload
 timeout_s=${EMBER_TCG_TIMEOUT:-600}
+freeze_s=${EMBER_TCG_FREEZE:-120}
 memory=${EMBER_TCG_MEMORY:-2048}
 cpus=${EMBER_TCG_CPUS:-2}
 append=
@@ -63,6 +67,7 @@ while [ $# -gt 0 ]; do
 	--workdir) need "$@"; workdir=$2; shift 2 ;;
 	--export) need "$@"; exports+=("$2"); shift 2 ;;
 	--timeout) need "$@"; timeout_s=$2; shift 2 ;;
+	--freeze-after) need "$@"; freeze_s=$2; shift 2 ;;
 	--memory) need "$@"; memory=$2; shift 2 ;;
 	--cpus) need "$@"; cpus=$2; shift 2 ;;
 	--append) need "$@"; append=$2; shift 2 ;;
@@ -76,6 +81,7 @@ while [ $# -gt 0 ]; do
 done
 [ $# -gt 0 ] || die "no command given (usage: run.sh [options] -- COMMAND [ARGS...])"
 case "$timeout_s" in '' | *[!0-9]*) die "--timeout wants whole seconds, got '$timeout_s'" ;; esac
+case "$freeze_s" in '' | *[!0-9]*) die "--freeze-after wants whole seconds, got '$freeze_s'" ;; esac
 
 now() { date +%s.%N; }
 t_begin=$(now)
@@ -199,6 +205,25 @@ timeout -k 5 "$timeout_s" qemu-system-x86_64 \
 	</dev/null >"$tmp/qemu.log" 2>&1 &
 qpid=$!
 pids+=("$qpid")
+# The freeze watchdog. L1 has frozen for good before (both vCPUs spinning in QEMU; see
+# kvm-pin.c), and a frozen L1 would otherwise hold the caller until the whole --timeout.
+# Counting starts at the command's start: booting is covered by --timeout.
+if [ "$freeze_s" -gt 0 ]; then
+	(
+		size=-1 quiet=0
+		while sleep 5; do
+			grep -q '^start ' "$tmp/ctl" 2>/dev/null || continue
+			s=$(stat -c %s "$tmp/ctl" 2>/dev/null || echo 0)
+			if [ "$s" = "$size" ]; then quiet=$((quiet + 5)); else size=$s quiet=0; fi
+			if [ "$quiet" -ge "$freeze_s" ]; then
+				: >"$tmp/frozen"
+				kill "$qpid" 2>/dev/null
+				exit 0
+			fi
+		done
+	) &
+	pids+=($!)
+fi
 wait "$qpid"
 qemu_status=$?
 t_end=$(now)
@@ -234,7 +259,8 @@ if [ "$timings" = 1 ]; then
 	awk -v b="$t_begin" -v q="$t_qemu" -v e="$t_end" -v i="$(ctl_val init)" -v k="$(ctl_val kvm)" \
 		-v s="$(ctl_val start)" -v n="$(ctl_val end)" 'BEGIN {
 		printf "tcg-host: timings: prepare+initramfs %.2fs, qemu %.2fs wall", q - b, e - q
-		if (i != "") printf "; L1 uptime at /init %.2fs, kvm loaded %.2fs, command %.2fs", i, k, n - s
+		if (i != "") printf "; L1 uptime at /init %.2fs, kvm loaded %.2fs", i, k
+		if (s != "" && n != "") printf ", command %.2fs", n - s
 		printf "; total %.2fs\n", e - b
 	}' >&2
 fi
@@ -246,6 +272,11 @@ if [ -n "$status" ]; then
 	err=$(ctl_val error)
 	[ -z "$err" ] || { echo "tcg-host: L1 setup failed: $err" >&2; show_l1_log; }
 	exit "$status"
+fi
+if [ -e "$tmp/frozen" ]; then
+	echo "tcg-host: L1 froze: no heartbeat for ${freeze_s}s while the command ran; QEMU killed" >&2
+	show_l1_log
+	exit 123
 fi
 if [ "$qemu_status" = 124 ] || [ "$qemu_status" = 137 ]; then
 	echo "tcg-host: timed out after ${timeout_s}s; QEMU killed" >&2

@@ -128,10 +128,10 @@ if [ "$path" = direct ]; then
 		sh "$here/scenarios.sh" </dev/null 2>&1 | drop_summary | tee "$log/out"
 	status=${PIPESTATUS[0]}
 else
-	# One test-host boot for the shell scenarios, then one per C program. The test host once
-	# froze now and then (a QEMU TCG bug with kernel text patching, avoided by kvm-pin: see
-	# scripts/tcg-host/README.md); should a test host still freeze (timeout), that program is
-	# retried once in a fresh one and said so. A failing test is never retried.
+	# One test-host boot for the shell scenarios, then one per C program, one for the KVM suite
+	# and one for the direct path. The test host once froze now and then (a QEMU TCG bug with
+	# kernel text patching, avoided by kvm-pin: see scripts/tcg-host/README.md); should one still
+	# freeze, its stage is retried once (l1_stage below).
 	guest_files() { # PREFIX: ember, the kernels and the root, under /payload/PREFIX in L1
 		l1_guest=(
 			--file "$ember:$1/ember"
@@ -165,35 +165,42 @@ else
 			-- sh /payload/e2e/scenarios.sh | drop_summary | tee -a "$log/out"
 		return "${PIPESTATUS[0]}"
 	}
-	l1_status() { # name status: turns a test-host failure (124, 125) into a FAIL line
-		case "$2" in
-		124) harness_fail "$1" "the TCG test host froze or timed out" ;;
-		125) harness_fail "$1" "the TCG test host failed (see the tcg-host lines above)" ;;
+	# One test-host stage (a command and its arguments). A test host that froze (exit 123: its
+	# heartbeat stopped, see scripts/tcg-host/README.md) is a harness failure, not a test's: the
+	# stage runs again once in a fresh test host, its frozen attempt's lines are dropped from the
+	# count, and a RETRY line says so. A failing test is never retried, nor is a timeout (124).
+	l1_stage() { # name command...
+		local name=$1 attempt mark st
+		shift
+		for attempt in 1 2; do
+			mark=$(wc -l <"$log/out")
+			"$@"
+			st=$?
+			[ "$st" -eq 123 ] && [ "$attempt" -eq 1 ] || break
+			head -n "$mark" "$log/out" >"$log/out.kept" && mv "$log/out.kept" "$log/out"
+			echo "RETRY $name: the TCG test host froze; running the stage again in a fresh one"
+		done
+		case "$st" in
+		123) harness_fail "$name" "the TCG test host froze twice" ;;
+		124) harness_fail "$name" "the TCG test host timed out" ;;
+		125) harness_fail "$name" "the TCG test host failed (see the tcg-host lines above)" ;;
 		esac
+		[ "$st" -eq 0 ] || status=$st
 	}
 	mkdir -p "$log/empty"
 	status=0
 	# Shell scenarios: everything except the programs.
 	scen_only=$only
 	[ -n "$scen_only" ] || scen_only='.'
-	run_l1 "${E2E_TCG_TIMEOUT:-2400}" "$scen_only" --file "$log/empty:e2e/progs"
-	st=$?
-	l1_status e2e_tcg_host "$st"
-	[ "$st" -eq 0 ] || status=$st
+	l1_stage e2e_tcg_host run_l1 "${E2E_TCG_TIMEOUT:-2400}" "$scen_only" \
+		--file "$log/empty:e2e/progs"
 	for p in "${progs[@]}"; do
 		name=$(basename "$p")
 		if [ -n "$only" ] && ! echo "$name" | grep -Eq -- "$only"; then
 			continue
 		fi
-		for attempt in 1 2; do
-			run_l1 "${E2E_PROG_L1_TIMEOUT:-900}" "^$name\$" --file "$log/empty:e2e/progs" \
-				--file "$p:e2e/progs/$name"
-			st=$?
-			[ "$st" -eq 124 ] && [ "$attempt" -eq 1 ] || break
-			echo "RETRY $name: the TCG test host froze (timeout); running it again in a fresh one"
-		done
-		l1_status "e2e_tcg_host_$name" "$st"
-		[ "$st" -eq 0 ] || status=$st
+		l1_stage "e2e_tcg_host_$name" run_l1 "${E2E_PROG_L1_TIMEOUT:-900}" "^$name\$" \
+			--file "$log/empty:e2e/progs" --file "$p:e2e/progs/$name"
 	done
 	# The KVM suite (tests/kvm: tiny guests driving the KVM layer, the VM core and the CLI) on
 	# the test host's KVM as well: a hardware-style KVM (kvm-amd) on Debian 12's kernel, where
@@ -208,12 +215,13 @@ else
 		else
 			cp "${kvm_bins[@]}" "$k/tests/kvm/"
 			cp "$ember" "$k/ember"
-			tcg_host "${E2E_PROG_L1_TIMEOUT:-900}" --file "$k:kvm" \
-				--file "$here/kvm-suite.sh:kvm-suite.sh" \
-				-- sh /payload/kvm-suite.sh /payload/kvm svm | drop_summary | tee -a "$log/out"
-			st=${PIPESTATUS[0]}
-			l1_status e2e_tcg_host_kvm_suite "$st"
-			[ "$st" -eq 0 ] || status=$st
+			kvm_suite_l1() {
+				tcg_host "${E2E_PROG_L1_TIMEOUT:-900}" --file "$k:kvm" \
+					--file "$here/kvm-suite.sh:kvm-suite.sh" \
+					-- sh /payload/kvm-suite.sh /payload/kvm svm | drop_summary | tee -a "$log/out"
+				return "${PIPESTATUS[0]}"
+			}
+			l1_stage e2e_tcg_host_kvm_suite kvm_suite_l1
 		fi
 	fi
 	# The direct path, run where it can run: inside the test host, whose KVM is hardware-style
@@ -229,15 +237,16 @@ else
 			mkdir -p "$d/tests/e2e" "$d/build/tests/e2e"
 			cp "$here"/run.sh "$here"/scenarios.sh "$here"/*.c "$d/tests/e2e/"
 			for p in "${progs[@]}"; do cp "$p" "$d/build/tests/e2e/"; done
-			guest_files main/build
-			tcg_host "${E2E_TCG_TIMEOUT:-2400}" "${l1_guest[@]}" \
-				--file "$d/tests:main/tests" --file "$d/build/tests:main/build/tests" \
-				--file "$bash_static:bin/bash" --env "E2E_ONLY=$only" \
-				-- bash /payload/main/tests/e2e/run.sh --build /payload/main/build --path direct |
-				drop_summary | sed -E 's/^(PASS|FAIL|SKIP) /\1 direct:/' | tee -a "$log/out"
-			st=${PIPESTATUS[0]}
-			l1_status e2e_tcg_host_direct_path "$st"
-			[ "$st" -eq 0 ] || status=$st
+			direct_l1() {
+				guest_files main/build
+				tcg_host "${E2E_TCG_TIMEOUT:-2400}" "${l1_guest[@]}" \
+					--file "$d/tests:main/tests" --file "$d/build/tests:main/build/tests" \
+					--file "$bash_static:bin/bash" --env "E2E_ONLY=$only" \
+					-- bash /payload/main/tests/e2e/run.sh --build /payload/main/build --path direct |
+					drop_summary | sed -E 's/^(PASS|FAIL|SKIP) /\1 direct:/' | tee -a "$log/out"
+				return "${PIPESTATUS[0]}"
+			}
+			l1_stage e2e_tcg_host_direct_path direct_l1
 		fi
 	fi
 fi
