@@ -34,12 +34,18 @@ static void bring_up(struct fake_vm *vm, struct fuzz_queue *q, struct fuzz_input
         uint32_t feat_lo = fuzz_take(in, 4), feat_hi = fuzz_take(in, 1);
         uint64_t features = feat_lo | (uint64_t)(feat_hi & 1) << 32;
         guest_negotiate(vm, BASE, features);
-        unsigned logsz = fuzz_take(in, 1) % 10; /* 1..512: also sizes the device must refuse */
+        /* 1..256 entries, cut to each queue's QueueNumMax as a driver does; 512 is kept, for a
+         * size the device must refuse. */
+        unsigned logsz = fuzz_take(in, 1) % 10;
         for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++) {
                 uint64_t r = RINGS + i * RING_SLOT;
                 memset(guest_ptr(vm, r, RING_SLOT), 0, RING_SLOT);
-                q[i] = (struct fuzz_queue){.size = (uint16_t)(1u << logsz)};
-                guest_set_queue_regs(vm, BASE, i, 1u << logsz, r, r + 0x4000, r + 0x8000);
+                mmio_w32(vm, BASE + VIRTIO_MMIO_QUEUE_SEL, i);
+                uint32_t size = 1u << logsz, max = mmio_r32(vm, BASE + VIRTIO_MMIO_QUEUE_NUM_MAX);
+                if (size <= VIRTQ_MAX_SIZE && size > max)
+                        size = max;
+                q[i] = (struct fuzz_queue){.size = (uint16_t)size};
+                guest_set_queue_regs(vm, BASE, i, size, r, r + 0x4000, r + 0x8000);
                 mmio_w32(vm, BASE + VIRTIO_MMIO_QUEUE_READY, 1);
         }
         guest_driver_ok(vm, BASE);

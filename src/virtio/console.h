@@ -54,7 +54,9 @@
 #define VIRTIO_CONSOLE_PORT_STDERR    2u
 #define VIRTIO_CONSOLE_NR_PORTS       3u
 #define VIRTIO_CONSOLE_NR_QUEUES      (2u * (VIRTIO_CONSOLE_NR_PORTS + 1u))
-#define VIRTIO_CONSOLE_QUEUE_MAX      64u
+#define VIRTIO_CONSOLE_QUEUE_MAX      64u /* data queues that carry streams */
+#define VIRTIO_CONSOLE_CTRL_RX_MAX    16u /* host-to-guest control: ~10 messages at start */
+#define VIRTIO_CONSOLE_IDLE_RX_MAX    2u  /* stdout's and stderr's receive queues: unused */
 #define VIRTIO_CONSOLE_CTRL_RX        2u
 #define VIRTIO_CONSOLE_CTRL_TX        3u
 #define VIRTIO_CONSOLE_RX_QUEUE(port) ((port) == 0 ? 0u : 2u + 2u * (port))

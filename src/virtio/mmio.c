@@ -153,15 +153,20 @@ static void queue_stop(struct virtio_mmio *t, struct mmio_queue *q)
         virtq_reset(&q->vq);
 }
 
+static uint16_t queue_num_max(const struct virtio_dev_ops *ops, unsigned index)
+{
+        return ops->queue_sizes ? ops->queue_sizes[index] : ops->queue_max;
+}
+
 static void queue_start(struct virtio_mmio *t, struct mmio_queue *q)
 {
         if (!(t->status & VIRTIO_STATUS_FEATURES_OK) ||
             (t->status & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)))
                 return;
         bool indirect = t->driver_features & (1ull << VIRTIO_F_INDIRECT_DESC);
-        if (q->num > t->ops->queue_max) {
+        if (q->num > queue_num_max(t->ops, q->index)) {
                 virtio_mmio_fail(t, "queue %u: size %u above the maximum %u", q->index, q->num,
-                                 t->ops->queue_max);
+                                 queue_num_max(t->ops, q->index));
                 return;
         }
         if (virtq_setup(&q->vq, t->env.mem, q->num, q->desc, q->driver, q->device, indirect) < 0) {
@@ -329,7 +334,7 @@ static uint32_t reg_read(struct virtio_mmio *t, uint64_t off)
                         return 0;
                 return (uint32_t)(t->offered >> (32 * t->dev_features_sel));
         case VIRTIO_MMIO_QUEUE_NUM_MAX:
-                return q ? t->ops->queue_max : 0;
+                return q ? queue_num_max(t->ops, q->index) : 0;
         case VIRTIO_MMIO_QUEUE_READY:
                 return q ? q->vq.ready : 0;
         case VIRTIO_MMIO_INTERRUPT_STATUS:
@@ -496,13 +501,21 @@ int virtio_mmio_cmdline(char *buf, size_t len, uint64_t base, uint32_t gsi)
         return n;
 }
 
+static bool queue_size_valid(uint16_t n)
+{
+        return n >= 1 && n <= VIRTQ_MAX_SIZE && !(n & (n - 1));
+}
+
 static bool ops_valid(const struct virtio_dev_ops *ops)
 {
-        return ops->name && ops->num_queues >= 1 && ops->num_queues <= VIRTIO_MMIO_MAX_QUEUES &&
-               ops->queue_max >= 1 && ops->queue_max <= VIRTQ_MAX_SIZE &&
-               !(ops->queue_max & (ops->queue_max - 1)) &&
-               ops->config_size <= VIRTIO_MMIO_WINDOW - VIRTIO_MMIO_CONFIG &&
-               !(ops->features & (1ull << VIRTIO_F_EVENT_IDX));
+        if (!ops->name || ops->num_queues < 1 || ops->num_queues > VIRTIO_MMIO_MAX_QUEUES ||
+            ops->config_size > VIRTIO_MMIO_WINDOW - VIRTIO_MMIO_CONFIG ||
+            (ops->features & (1ull << VIRTIO_F_EVENT_IDX)))
+                return false;
+        for (unsigned i = 0; i < ops->num_queues; i++)
+                if (!queue_size_valid(queue_num_max(ops, i)))
+                        return false;
+        return true;
 }
 
 void virtio_mmio_destroy(struct virtio_mmio *t)

@@ -86,11 +86,15 @@ struct virtio_mmio;
 
 /* A device behind the transport. All callbacks run with the transport's lock held. */
 struct virtio_dev_ops {
-        const char *name;     /* for messages: "virtio-console" */
-        uint32_t device_id;   /* virtio device type (3 = console) */
-        uint64_t features;    /* device-specific bits; VERSION_1 and INDIRECT_DESC are added */
-        unsigned num_queues;  /* 1..VIRTIO_MMIO_MAX_QUEUES */
-        uint16_t queue_max;   /* QueueNumMax for every queue: power of two <= VIRTQ_MAX_SIZE */
+        const char *name;    /* for messages: "virtio-console" */
+        uint32_t device_id;  /* virtio device type (3 = console) */
+        uint64_t features;   /* device-specific bits; VERSION_1 and INDIRECT_DESC are added */
+        unsigned num_queues; /* 1..VIRTIO_MMIO_MAX_QUEUES */
+        uint16_t queue_max;  /* QueueNumMax for every queue: power of two <= VIRTQ_MAX_SIZE */
+        /* Optional, num_queues entries: a QueueNumMax per queue instead (same rules). Linux
+         * fills a receive queue to its size with page-sized buffers, so a queue that only ever
+         * carries a few messages should be offered small. */
+        const uint16_t *queue_sizes;
         uint32_t config_size; /* bytes of config space at 0x100 (<= 0xf00) */
         /* Guest access to config space, 1/2/4/8 bytes, already bounds-checked. vCPU thread. */
         void (*config_read)(void *dev, uint32_t offset, uint8_t *data, uint32_t len);

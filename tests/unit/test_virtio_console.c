@@ -158,8 +158,13 @@ static void set_up_queues(uint64_t extra)
                                       (1ull << VIRTIO_F_VERSION_1) |
                                           (1ull << VIRTIO_CONSOLE_F_MULTIPORT) | extra);
         REQUIRE(st & VIRTIO_STATUS_FEATURES_OK);
-        for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++)
-                REQUIRE_EQ(gq_setup(&Q[i], &vm, CBASE, i, QSIZE), 1);
+        /* As Linux does: each queue as large as the device allows. */
+        for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++) {
+                mmio_w32(&vm, CBASE + VIRTIO_MMIO_QUEUE_SEL, i);
+                uint32_t max = mmio_r32(&vm, CBASE + VIRTIO_MMIO_QUEUE_NUM_MAX);
+                REQUIRE(max >= 1 && max <= QSIZE);
+                REQUIRE_EQ(gq_setup(&Q[i], &vm, CBASE, i, (uint16_t)max), 1);
+        }
 }
 
 /* Linux's probe: features, config, all queues, buffers on the receive queues, DRIVER_OK. */
@@ -180,7 +185,7 @@ static void bring_up(void)
                 post_rx(VIRTIO_CONSOLE_RX_QUEUE(0), IN_BUF);
         gq_kick(&Q[0]);
         for (unsigned p = 1; p < VIRTIO_CONSOLE_NR_PORTS; p++) {
-                for (unsigned i = 0; i < 4; i++)
+                for (unsigned i = 0; i < VIRTIO_CONSOLE_IDLE_RX_MAX; i++)
                         post_rx(VIRTIO_CONSOLE_RX_QUEUE(p), IN_BUF);
                 gq_kick(&Q[VIRTIO_CONSOLE_RX_QUEUE(p)]);
         }
@@ -299,6 +304,27 @@ static void small_pipe(int p[2])
 }
 
 /* ---- tests */
+
+/* Only the queues that carry streams are offered large: Linux fills every receive queue with
+ * page-sized buffers, as many as it holds. The console works at these sizes in every test. */
+static void t_queue_sizes(void)
+{
+        start_console(-1, -1, -1);
+        for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++) {
+                uint32_t want = VIRTIO_CONSOLE_QUEUE_MAX;
+                if (i == VIRTIO_CONSOLE_CTRL_RX)
+                        want = VIRTIO_CONSOLE_CTRL_RX_MAX;
+                else if (i == VIRTIO_CONSOLE_RX_QUEUE(VIRTIO_CONSOLE_PORT_STDOUT) ||
+                         i == VIRTIO_CONSOLE_RX_QUEUE(VIRTIO_CONSOLE_PORT_STDERR))
+                        want = VIRTIO_CONSOLE_IDLE_RX_MAX;
+                mmio_w32(&vm, CBASE + VIRTIO_MMIO_QUEUE_SEL, i);
+                CHECK_EQ(mmio_r32(&vm, CBASE + VIRTIO_MMIO_QUEUE_NUM_MAX), want);
+        }
+        CHECK_EQ(VIRTIO_CONSOLE_QUEUE_MAX, 64);
+        CHECK_EQ(VIRTIO_CONSOLE_CTRL_RX_MAX, 16);
+        CHECK_EQ(VIRTIO_CONSOLE_IDLE_RX_MAX, 2);
+        finish();
+}
 
 static void t_discovery(void)
 {
@@ -611,7 +637,7 @@ static void t_rx_notifications_only_when_waiting(void)
         }
         CHECK(gq_notify_suppressed(&Q[VIRTIO_CONSOLE_CTRL_RX]));
         CHECK(!gq_notify_suppressed(&Q[VIRTIO_CONSOLE_CTRL_TX]));
-        for (unsigned i = 0; i < 4; i++)
+        for (unsigned i = 0; i < VIRTIO_CONSOLE_IDLE_RX_MAX; i++)
                 post_rx(VIRTIO_CONSOLE_RX_QUEUE(1), IN_BUF);
         CHECK(!gq_kick_if_wanted(&Q[VIRTIO_CONSOLE_RX_QUEUE(1)]));
 
@@ -991,6 +1017,7 @@ static void t_create_errors(void)
 
 int main(void)
 {
+        T_RUN(t_queue_sizes);
         T_RUN(t_discovery);
         T_RUN(t_stdout_stderr_roundtrip);
         T_RUN(t_big_streams);

@@ -535,6 +535,48 @@ static void t_bad_queue_setup(void)
         stop_all();
 }
 
+/* A device may offer a QueueNumMax per queue. Each queue is held to its own maximum (a size
+ * that another queue allows still fails the device), and every size must be a power of two. */
+static void t_queue_sizes_per_queue(void)
+{
+        static const uint16_t sizes[2] = {16, 4}, bad_sizes[2] = {16, 3};
+        struct virtio_dev_ops ops = dummy_ops;
+        ops.queue_sizes = sizes;
+        char err[256] = "";
+        for (uint32_t num = 4; num <= 8; num += 4) {
+                REQUIRE(fake_vm_init(&vm) == 0);
+                memset(&dev, 0, sizeof(dev));
+                REQUIRE(virtio_mmio_create(&vm.env, BASE, GSI, &ops, &dev, &T, err, sizeof(err)) ==
+                        0);
+                wr(VIRTIO_MMIO_QUEUE_SEL, 0);
+                CHECK_EQ(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), 16);
+                wr(VIRTIO_MMIO_QUEUE_SEL, 1);
+                CHECK_EQ(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), 4);
+                REQUIRE(guest_negotiate(&vm, BASE, FEATURES) & VIRTIO_STATUS_FEATURES_OK);
+                struct gq q0;
+                REQUIRE_EQ(gq_setup(&q0, &vm, BASE, 0, 16), 1);
+                uint64_t d = guest_alloc(&vm, 4096, 4096), a = guest_alloc(&vm, 4096, 4096),
+                         u = guest_alloc(&vm, 4096, 4096);
+                guest_set_queue_regs(&vm, BASE, 1, num, d, a, u);
+                wr(VIRTIO_MMIO_QUEUE_READY, 1);
+                if (num == 4) {
+                        CHECK_EQ(rd(VIRTIO_MMIO_QUEUE_READY), 1);
+                        CHECK_EQ(vm.stops, 0);
+                } else {
+                        CHECK_EQ(rd(VIRTIO_MMIO_QUEUE_READY), 0);
+                        expect_failed("queue 1: size 8 above the maximum 4");
+                }
+                stop_all();
+        }
+        REQUIRE(fake_vm_init(&vm) == 0);
+        ops.queue_sizes = bad_sizes;
+        struct virtio_mmio *t2 = NULL;
+        CHECK_EQ(virtio_mmio_create(&vm.env, BASE, GSI, &ops, &dev, &t2, err, sizeof(err)),
+                 -EINVAL);
+        CHECK(t2 == NULL);
+        fake_vm_destroy(&vm);
+}
+
 static void t_queue_regs_frozen(void)
 {
         start();
@@ -800,6 +842,7 @@ int main(void)
         T_RUN(t_reset_undoes_everything);
         T_RUN(t_odd_register_access);
         T_RUN(t_bad_queue_setup);
+        T_RUN(t_queue_sizes_per_queue);
         T_RUN(t_queue_regs_frozen);
         T_RUN(t_malformed_chain_fails_device);
         T_RUN(t_config_generation);
