@@ -241,7 +241,8 @@ EMBER_API int ember_kvm_vcpu_get_msrs(struct ember_kvm_vcpu *vcpu, struct kvm_ms
 EMBER_API int ember_kvm_vcpu_set_msrs(struct ember_kvm_vcpu *vcpu,
                                       const struct kvm_msr_entry *entries, uint32_t n);
 /* KVM_SET_CPUID2 with entries[0..n); KVM_GET_CPUID2 into entries[0..max), returning the count
- * (-E2BIG when max is below the number set). n or max > 256 gives -ENOMEM. */
+ * (-E2BIG when max is below the number set). n or max > 256 gives -ENOMEM. The count is right on
+ * kernels that do not report it (Debian 12's 6.1 among them): it is then found by probing. */
 EMBER_API int ember_kvm_vcpu_set_cpuid2(struct ember_kvm_vcpu *vcpu,
                                         const struct kvm_cpuid_entry2 *entries, uint32_t n);
 EMBER_API int ember_kvm_vcpu_get_cpuid2(struct ember_kvm_vcpu *vcpu,

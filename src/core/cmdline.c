@@ -1,6 +1,7 @@
 #include "core/cmdline.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,17 +73,13 @@ void cmdline_free(struct cmdline *c)
 static int append_parts(struct cmdline *c, const char *const *parts, const size_t *lens, unsigned n)
 {
         size_t add = c->len ? 1 : 0;
-        for (unsigned i = 0; i < n; i++) {
-                if (lens[i] > c->max)
-                        add = c->max + 1;
-                else
-                        add += lens[i];
-        }
+        for (unsigned i = 0; i < n; i++)
+                add = lens[i] > SIZE_MAX - add ? SIZE_MAX : add + lens[i];
         if (add > c->max - c->len)
                 return fail(c, -E2BIG,
-                            "kernel command line too long: %zu + %zu bytes exceeds the kernel's "
-                            "limit of %zu",
-                            c->len, add, c->max);
+                            "too long: %zu bytes with the %zu added, over the kernel's limit of "
+                            "%zu",
+                            add > SIZE_MAX - c->len ? SIZE_MAX : c->len + add, add, c->max);
         if (ensure(c, c->len + add))
                 return c->error;
         if (c->len)
