@@ -248,8 +248,7 @@ static int build_cmdline(const struct ember_config *cfg, const char *devices, ui
                 rc = cmdline_append(cl, cfg->cmdline_extra);
         if (rc) {
                 *code = EMBER_ERR_CMDLINE;
-                return ember_errf(err, errlen, rc, "kernel command line: %s",
-                                  cmdline_errmsg(cl));
+                return ember_errf(err, errlen, rc, "kernel command line: %s", cmdline_errmsg(cl));
         }
         return 0;
 }
