@@ -45,7 +45,7 @@ static void run_usage(FILE *f)
             "  -u, --user UID[:GID]     run CMD as this numeric user and group\n"
             "      --rlimit RES=SOFT[:HARD]  resource limit (e.g. nofile=1024:4096; 'unlimited')\n"
             "      --hostname NAME      guest hostname (default: " EMBER_DEFAULT_HOSTNAME ")\n"
-            "      --as-pid1            run CMD as the guest's PID 1 (its status is not reported)\n"
+            "      --as-pid1            run CMD as PID 1 (of a PID namespace of its own)\n"
             "      --console-output F   write CMD's stdout and stderr to file F (stdin is empty)\n"
             "      --kernel-log F       write the kernel's log (serial console) to F ('-': "
             "stderr)\n"

@@ -4,9 +4,11 @@
  * applies /.ember/config, runs the command as its child, forwards signals, reaps zombies, and
  * reports the command's exit status on ember's status port (which ends the VM).
  *
- * With EMBER_CFG_FLAG_PID1 the command replaces init instead. Its exit status then cannot be
- * reported: when PID 1 exits the kernel panics, and with panic=-1 the guest resets, which ember
- * reports as a guest failure.
+ * With EMBER_CFG_FLAG_PID1 the command runs as PID 1 of a PID namespace of its own (with its own
+ * /proc), still a child of init, which reports its status as usual. On a kernel without PID
+ * namespaces the command replaces init instead, and its status cannot be reported: when PID 1
+ * exits the kernel panics, and with panic=-1 the guest resets, which ember reports as a guest
+ * failure.
  *
  * Not under ember (no magic on the status port), init works the same but reports the exit status
  * on the console and reboots (the kernel's reboot= option picks how; under QEMU, reboot=t with
@@ -22,6 +24,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <net/if.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -550,7 +553,23 @@ static bool is_forwarded(int sig)
         return true;
 }
 
-static __attribute__((noreturn)) void run_child(const struct init_config *cfg, char **envp)
+/* The first process of a new PID namespace: /proc must show that namespace, so the workload
+ * gets a mount namespace of its own with a fresh /proc (its other mounts are private copies).
+ * Before privileges are dropped. Returns 0, or EMBER_EXIT_SETUP_FAILED after a message. */
+static int mount_own_proc(void)
+{
+        if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
+                msg("a /proc for the workload's PID namespace: %s", strerror(errno));
+                return EMBER_EXIT_SETUP_FAILED;
+        }
+        return 0;
+}
+
+/* Runs the workload as init's child and reports its status. With `own_pid_ns` (the caller has
+ * unshared CLONE_NEWPID) the child is PID 1 of that namespace. */
+static __attribute__((noreturn)) void run_child(const struct init_config *cfg, char **envp,
+                                                bool own_pid_ns)
 {
         struct sigaction sa = {.sa_handler = noop_handler};
         sigset_t all, old, wait_set;
@@ -588,7 +607,9 @@ static __attribute__((noreturn)) void run_child(const struct init_config *cfg, c
                 close(pipefd[0]);
                 drop_status_port();
                 setsid();
-                status = prepare_process(cfg);
+                status = own_pid_ns ? mount_own_proc() : 0;
+                if (status == 0)
+                        status = prepare_process(cfg);
                 if (status == 0)
                         status = exec_workload(cfg, envp);
                 n = write(pipefd[1], &status, sizeof(status));
@@ -646,7 +667,12 @@ int main(int argc, char **argv)
         envp = build_env(&cfg);
 
         if (!(cfg.flags & EMBER_CFG_FLAG_PID1))
-                run_child(&cfg, envp);
+                run_child(&cfg, envp, false);
+        if (unshare(CLONE_NEWPID) == 0)
+                run_child(&cfg, envp, true);
+        msg("no PID namespaces (%s): the command replaces init, and its exit status cannot be "
+            "reported",
+            strerror(errno));
 
         port_write(EMBER_ABI_CMD_EXEC, 0);
         status = prepare_process(&cfg);

@@ -134,7 +134,10 @@ EMBER_API int ember_builder_exec_user(struct ember_builder *b, uint32_t uid, uin
 /* The guest's hostname, 1 to 64 characters. Default: EMBER_DEFAULT_HOSTNAME. */
 #define EMBER_DEFAULT_HOSTNAME "ember"
 EMBER_API int ember_builder_exec_hostname(struct ember_builder *b, const char *hostname);
-/* Run the workload as the guest's PID 1 (no init parent: no reaping, no signal forwarding). */
+/* Run the workload as PID 1 of a PID namespace of its own, with its own /proc: it reaps its
+ * orphans and gets PID 1's signal rules, and ember-init (outside) still reports its status. On a
+ * guest kernel without PID namespaces it replaces the guest's init, and its status cannot be
+ * reported (the run ends with EMBER_EXIT_GUEST_FAILED). */
 EMBER_API int ember_builder_exec_as_pid1(struct ember_builder *b, int enable);
 
 /* console: the workload's stdin/stdout/stderr. Defaults: the caller's fds 0, 1, 2. ember
