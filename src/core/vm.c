@@ -199,8 +199,6 @@ static int hook_msi_routes(void *hv, const struct dev_msi_route *routes, unsigne
         return ember_kvm_vm_set_gsi_routing(vm->kvm_vm, e, n);
 }
 
-/* ------------------------------------------------------------------ vCPU threads */
-
 static int hook_coalesce_writes(void *hv, uint64_t addr, uint32_t len)
 {
         struct ember_vm *vm = hv;
@@ -209,6 +207,8 @@ static int hook_coalesce_writes(void *hv, uint64_t addr, uint32_t len)
                 atomic_store(&vm->coalescing, true);
         return rc;
 }
+
+/* ------------------------------------------------------------------ vCPU threads */
 
 /* Writes KVM queued in the coalesced ring came before the exit at hand (from this vCPU or
  * another): they go through the bus first, oldest first. */

@@ -641,17 +641,13 @@ static void console_reset(void *dev)
 }
 
 /* Linux fills every receive queue with page-sized buffers, as many as the queue holds. Only
- * stdin's carries data to the guest, and the control queue a few messages: the rest are
- * offered small, which spares each guest ~0.7 MiB of buffers and their set-up at boot. */
+ * stdin's carries data to the guest and the control queue a few messages, so the control queue
+ * and the output ports' receive queues are offered small: that spares each guest ~0.7 MiB of
+ * buffers and their set-up at boot. The others (0) get VIRTIO_CONSOLE_QUEUE_MAX. */
 static const uint16_t console_queue_sizes[VIRTIO_CONSOLE_NR_QUEUES] = {
-    [VIRTIO_CONSOLE_RX_QUEUE(VIRTIO_CONSOLE_PORT_STDIN)] = VIRTIO_CONSOLE_QUEUE_MAX,
-    [VIRTIO_CONSOLE_TX_QUEUE(VIRTIO_CONSOLE_PORT_STDIN)] = VIRTIO_CONSOLE_QUEUE_MAX,
     [VIRTIO_CONSOLE_CTRL_RX] = VIRTIO_CONSOLE_CTRL_RX_MAX,
-    [VIRTIO_CONSOLE_CTRL_TX] = VIRTIO_CONSOLE_QUEUE_MAX,
     [VIRTIO_CONSOLE_RX_QUEUE(VIRTIO_CONSOLE_PORT_STDOUT)] = VIRTIO_CONSOLE_IDLE_RX_MAX,
-    [VIRTIO_CONSOLE_TX_QUEUE(VIRTIO_CONSOLE_PORT_STDOUT)] = VIRTIO_CONSOLE_QUEUE_MAX,
     [VIRTIO_CONSOLE_RX_QUEUE(VIRTIO_CONSOLE_PORT_STDERR)] = VIRTIO_CONSOLE_IDLE_RX_MAX,
-    [VIRTIO_CONSOLE_TX_QUEUE(VIRTIO_CONSOLE_PORT_STDERR)] = VIRTIO_CONSOLE_QUEUE_MAX,
 };
 
 static const struct virtio_dev_ops console_ops = {

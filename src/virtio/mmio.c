@@ -155,7 +155,8 @@ static void queue_stop(struct virtio_mmio *t, struct mmio_queue *q)
 
 static uint16_t queue_num_max(const struct virtio_dev_ops *ops, unsigned index)
 {
-        return ops->queue_sizes ? ops->queue_sizes[index] : ops->queue_max;
+        return ops->queue_sizes && ops->queue_sizes[index] ? ops->queue_sizes[index]
+                                                           : ops->queue_max;
 }
 
 static void queue_start(struct virtio_mmio *t, struct mmio_queue *q)
@@ -164,9 +165,10 @@ static void queue_start(struct virtio_mmio *t, struct mmio_queue *q)
             (t->status & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)))
                 return;
         bool indirect = t->driver_features & (1ull << VIRTIO_F_INDIRECT_DESC);
-        if (q->num > queue_num_max(t->ops, q->index)) {
+        uint16_t max = queue_num_max(t->ops, q->index);
+        if (q->num > max) {
                 virtio_mmio_fail(t, "queue %u: size %u above the maximum %u", q->index, q->num,
-                                 queue_num_max(t->ops, q->index));
+                                 max);
                 return;
         }
         if (virtq_setup(&q->vq, t->env.mem, q->num, q->desc, q->driver, q->device, indirect) < 0) {

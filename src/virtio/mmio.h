@@ -91,9 +91,9 @@ struct virtio_dev_ops {
         uint64_t features;   /* device-specific bits; VERSION_1 and INDIRECT_DESC are added */
         unsigned num_queues; /* 1..VIRTIO_MMIO_MAX_QUEUES */
         uint16_t queue_max;  /* QueueNumMax for every queue: power of two <= VIRTQ_MAX_SIZE */
-        /* Optional, num_queues entries: a QueueNumMax per queue instead (same rules). Linux
-         * fills a receive queue to its size with page-sized buffers, so a queue that only ever
-         * carries a few messages should be offered small. */
+        /* Optional, num_queues entries: a QueueNumMax for that queue instead (same rules), or 0
+         * for queue_max. Linux fills a receive queue to its size with page-sized buffers, so a
+         * queue that only ever carries a few messages should be offered small. */
         const uint16_t *queue_sizes;
         uint32_t config_size; /* bytes of config space at 0x100 (<= 0xf00) */
         /* Guest access to config space, 1/2/4/8 bytes, already bounds-checked. vCPU thread. */
