@@ -40,8 +40,7 @@ static void bring_up(struct fake_vm *vm, struct fuzz_queue *q, struct fuzz_input
         for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++) {
                 uint64_t r = RINGS + i * RING_SLOT;
                 memset(guest_ptr(vm, r, RING_SLOT), 0, RING_SLOT);
-                mmio_w32(vm, BASE + VIRTIO_MMIO_QUEUE_SEL, i);
-                uint32_t size = 1u << logsz, max = mmio_r32(vm, BASE + VIRTIO_MMIO_QUEUE_NUM_MAX);
+                uint32_t size = 1u << logsz, max = guest_queue_num_max(vm, BASE, i);
                 if (size <= VIRTQ_MAX_SIZE && size > max)
                         size = max;
                 q[i] = (struct fuzz_queue){.size = (uint16_t)size};

@@ -160,8 +160,7 @@ static void set_up_queues(uint64_t extra)
         REQUIRE(st & VIRTIO_STATUS_FEATURES_OK);
         /* As Linux does: each queue as large as the device allows. */
         for (unsigned i = 0; i < VIRTIO_CONSOLE_NR_QUEUES; i++) {
-                mmio_w32(&vm, CBASE + VIRTIO_MMIO_QUEUE_SEL, i);
-                uint32_t max = mmio_r32(&vm, CBASE + VIRTIO_MMIO_QUEUE_NUM_MAX);
+                uint32_t max = guest_queue_num_max(&vm, CBASE, i);
                 REQUIRE(max >= 1 && max <= QSIZE);
                 REQUIRE_EQ(gq_setup(&Q[i], &vm, CBASE, i, (uint16_t)max), 1);
         }
@@ -317,8 +316,7 @@ static void t_queue_sizes(void)
                 else if (i == VIRTIO_CONSOLE_RX_QUEUE(VIRTIO_CONSOLE_PORT_STDOUT) ||
                          i == VIRTIO_CONSOLE_RX_QUEUE(VIRTIO_CONSOLE_PORT_STDERR))
                         want = VIRTIO_CONSOLE_IDLE_RX_MAX;
-                mmio_w32(&vm, CBASE + VIRTIO_MMIO_QUEUE_SEL, i);
-                CHECK_EQ(mmio_r32(&vm, CBASE + VIRTIO_MMIO_QUEUE_NUM_MAX), want);
+                CHECK_EQ(guest_queue_num_max(&vm, CBASE, i), want);
         }
         CHECK_EQ(VIRTIO_CONSOLE_QUEUE_MAX, 64);
         CHECK_EQ(VIRTIO_CONSOLE_CTRL_RX_MAX, 16);

@@ -443,6 +443,13 @@ FAKE_HELPER void guest_driver_ok(struct fake_vm *vm, uint64_t base)
                      VIRTIO_STATUS_DRIVER_OK);
 }
 
+/* QueueNumMax of queue `index`, as a driver reads it before choosing the queue's size. */
+FAKE_HELPER uint32_t guest_queue_num_max(struct fake_vm *vm, uint64_t base, unsigned index)
+{
+        mmio_w32(vm, base + VIRTIO_MMIO_QUEUE_SEL, index);
+        return mmio_r32(vm, base + VIRTIO_MMIO_QUEUE_NUM_MAX);
+}
+
 FAKE_HELPER void guest_set_queue_regs(struct fake_vm *vm, uint64_t base, unsigned index,
                                       uint32_t num, uint64_t desc, uint64_t avail, uint64_t used)
 {
