@@ -2,7 +2,8 @@
 # Runs ember's test groups and prints one closing line: "N passed, N failed, N skipped".
 #   tests/run.sh [--build DIR] [unit] [fuzz] [kvm] [e2e]
 # unit: no KVM needed. fuzz: the fuzz targets on their seeds and FUZZ_RUNS (20000) deterministic
-# mutations of them (FUZZ_SEED), no KVM needed. kvm: tiny guests on /dev/kvm (skipped, loudly, without it).
+# mutations of them (FUZZ_SEED), no KVM needed. kvm: tiny guests on /dev/kvm (skipped, loudly,
+# without it).
 # e2e: real Linux guests, directly when the host has vmx/svm, else inside the TCG test host.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)

@@ -236,10 +236,10 @@ static void t_route_failure_stops_the_vm(void)
 }
 
 /* Only the select register is coalesced: its writes matter only at the next window access,
- * which exits (and replays the queue first). Without the hook the IOAPIC works the same. */
-/* The select register's zone is asked for once, at the guest's first select write: a VM whose
- * guest never touches the IOAPIC binds nothing on KVM's I/O bus (which would make its
- * destruction wait for an SRCU grace period). Window writes and reads do not ask. */
+ * which exits (and replays the queue first). Its zone is asked for once, at the guest's first
+ * select write: a VM whose guest never touches the IOAPIC binds nothing on KVM's I/O bus (which
+ * would make its destruction wait for an SRCU grace period). Window writes and reads do not ask.
+ * Without the hook the IOAPIC works the same. */
 static void t_select_register_coalesced_on_first_use(void)
 {
         setup();
