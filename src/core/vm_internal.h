@@ -49,6 +49,8 @@ struct ember_config {
         char *console_output;
         struct ember_observer observer[EMBER_MAX_OBSERVERS];
         size_t nobservers;
+        /* devices (src/core/device_table.c) */
+        bool no_rng;
 };
 
 /* printf into an error buffer (NULL or 0 length: nothing written); returns -err, so call sites
