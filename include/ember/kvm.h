@@ -190,7 +190,8 @@ EMBER_API int ember_kvm_get_feature_msrs(struct ember_kvm *kvm, struct kvm_msr_e
 EMBER_API int ember_kvm_vm_create(struct ember_kvm *kvm, struct ember_kvm_vm **out);
 EMBER_API int ember_kvm_vm_create_type(struct ember_kvm *kvm, unsigned long type,
                                        struct ember_kvm_vm **out);
-/* Wraps an existing VM fd; on success the handle owns it. */
+/* Wraps an existing VM fd; on success the handle owns it. Slots registered before are unknown
+ * to the handle (ember_kvm_vm_get_dirty_log refuses them). */
 EMBER_API int ember_kvm_vm_adopt(struct ember_kvm *kvm, int vm_fd, struct ember_kvm_vm **out);
 
 /* Capabilities ember's VMM uses, for `ember kvm-info` and start-up checks. */

@@ -584,6 +584,15 @@ static void t_smi_guest_handler(void)
                      ember_kvm_vcpu_last_error(t->vcpu));
         }
         t = event_guest();
+        /* In SMM the vCPU sees address space 1 (SMRAM): the same memory goes there too. */
+        if (ember_kvm_check_extension_int(t->kvm, KVM_CAP_MULTI_ADDRESS_SPACE) > 1) {
+                struct kvm_userspace_memory_region smram = {
+                    .slot = 1u << 16,
+                    .memory_size = EV_MEM_SIZE,
+                    .userspace_addr = (uint64_t)(uintptr_t)t->mem,
+                };
+                KT_VM_OK(t, ember_kvm_vm_set_user_memory_region(t->vm, &smram));
+        }
         KT_VCPU_OK(t, ember_kvm_vcpu_smi(t->vcpu));
         expect_out(t, 0x12, 0x53);
         CHECK(ember_kvm_vcpu_run_page(t->vcpu)->flags & KVM_RUN_X86_SMM);
