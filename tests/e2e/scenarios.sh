@@ -237,6 +237,17 @@ guest init_reaps_orphans 0 'reaped\n' -- sh -c '(sleep 0.2 &); sleep 1
 	for s in /proc/[0-9]*/stat; do
 		[ "$(cut -d" " -f3 "$s" 2>/dev/null)" = Z ] && echo zombie
 	done; echo reaped'
+# A root workload has no CAP_SYS_RAWIO (bit 17) in any set, so it cannot ioperm()/iopl() its way
+# to ember's status port; its other capabilities (SYS_ADMIN 21, SETPCAP 8) stay. Likewise as
+# PID 1 of its own namespace.
+caps='for k in CapInh CapPrm CapEff CapBnd CapAmb; do
+		v=$(sed -n "s/^$k:[[:space:]]*//p" /proc/self/status); echo "$k $(((0x$v >> 17) & 1))"
+	done; v=$(sed -n "s/^CapEff:[[:space:]]*//p" /proc/self/status)
+	echo "others $(((0x$v >> 21) & 1))$(((0x$v >> 8) & 1))"'
+guest init_drops_raw_io 0 'CapInh 0\nCapPrm 0\nCapEff 0\nCapBnd 0\nCapAmb 0\nothers 11\n' \
+	-- sh -c "$caps"
+guest init_drops_raw_io_as_pid1 0 'CapInh 0\nCapPrm 0\nCapEff 0\nCapBnd 0\nCapAmb 0\nothers 11\n' \
+	--as-pid1 -- sh -c "$caps"
 
 # --- devices ---------------------------------------------------------------------------------
 # virtio-rng is the guest's hardware RNG, and its bytes look random: 64 KiB hold every byte value.
