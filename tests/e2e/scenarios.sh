@@ -373,6 +373,58 @@ if selected kernel_panic_exits; then
 	fi
 fi
 
+# --- stopping wins ------------------------------------------------------------------------------
+# The guest floods stdout into a FIFO that is held open but never read, so ember's writer is stuck
+# and the guest blocks on a full queue. A SIGTERM must still end ember: the VM stops at once and
+# the final flush gives up at its deadline (EMBER_FLUSH_TIMEOUT_MS, 5 s); a second SIGTERM
+# cancels the flush. Bounds are generous (only a hang misses them); the times are reported.
+uptime_cs() { read -r up _ </proc/uptime && echo "${up%.*}${up#*.}"; }
+stop_stuck() { # name signals-to-send bound-seconds
+	sname=$1 nsig=$2 bound=$3
+	selected "$sname" || return 0
+	rm -f "$SCRATCH/fifo"
+	mkfifo "$SCRATCH/fifo" || { fail "$sname" "mkfifo failed"; return; }
+	exec 7<>"$SCRATCH/fifo" # holds the FIFO open, never reads
+	"$EMBER" run --kernel "$KERNEL" --rootfs "$ROOTFS" -- sh -c 'echo started >&2; yes' \
+		>"$SCRATCH/fifo" 2>"$SCRATCH/err" </dev/null &
+	spid=$!
+	i=0
+	while [ "$i" -lt "$E2E_TIMEOUT" ] && ! grep -q started "$SCRATCH/err" 2>/dev/null; do
+		sleep 1
+		i=$((i + 1))
+	done
+	sleep 1 # the guest's queue and ember's buffer fill up
+	t0=$(uptime_cs)
+	kill -TERM "$spid" 2>/dev/null
+	[ "$nsig" -gt 1 ] && sleep 1 && kill -TERM "$spid" 2>/dev/null
+	i=0
+	while kill -0 "$spid" 2>/dev/null && [ "$i" -lt "$((bound * 10))" ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	t1=$(uptime_cs)
+	if kill -0 "$spid" 2>/dev/null; then
+		kill -KILL "$spid" 2>/dev/null
+		wait "$spid" 2>/dev/null
+		exec 7<&-
+		fail_run "$sname" "ember still running ${bound}s after SIGTERM (killed)"
+		return
+	fi
+	wait "$spid" 2>/dev/null
+	src=$?
+	exec 7<&-
+	if ! grep -q started "$SCRATCH/err"; then
+		fail_run "$sname" "the guest never started"
+	elif [ "$src" != 137 ]; then
+		fail_run "$sname" "exit status $src, want 137 (stopped)"
+	else
+		pass "$sname"
+		echo "    ember ended $(((t1 - t0) * 10)) ms after the first SIGTERM"
+	fi
+}
+stop_stuck stop_wins_over_stuck_reader 1 30
+stop_stuck stop_second_signal_cancels_flush 2 30
+
 # --- bad inputs -------------------------------------------------------------------------------
 {
 	seq 1 5000
