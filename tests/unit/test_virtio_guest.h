@@ -63,7 +63,7 @@ struct fake_vm {
         uint32_t irq_gsi;
         bool irqfd_fails;
         int line_level;
-        unsigned line_raises;
+        unsigned line_raises; /* interrupts delivered through irq_line */
         struct {
                 uint64_t addr;
                 uint32_t len;
@@ -129,10 +129,13 @@ FAKE_HELPER int fake_irqfd(void *hv, int fd, uint32_t gsi, bool assign)
         return 0;
 }
 
+/* KVM_IRQ_LINE as ember's routing makes it behave: every pin is an edge MSI route, so each
+ * call with level 1 delivers one interrupt, whatever the line's previous level, and level 0
+ * delivers nothing (an interrupt raised while the line is "high" is not held back). */
 FAKE_HELPER int fake_irq_line(void *hv, uint32_t gsi, int level)
 {
         struct fake_vm *vm = hv;
-        if (level && !vm->line_level)
+        if (level)
                 vm->line_raises++;
         vm->line_level = level;
         return 0;
