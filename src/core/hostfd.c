@@ -191,20 +191,10 @@ void hostfd_writer_destroy(struct hostfd_writer *w)
         w->stop = true;
         pthread_cond_broadcast(&w->data_cv);
         pthread_mutex_unlock(&w->lock);
-        /* A kick can land just before the thread enters write(): keep kicking until it is gone. */
-        while (w->started) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 20 * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
-                if (pthread_timedjoin_np(w->thread, NULL, &ts) != ETIMEDOUT)
-                        w->started = false;
-                else
-                        pthread_kill(w->thread, EMBER_KICK_SIGNAL);
-        }
+        /* It may be blocked in a write to a stuck reader: the kick interrupts it. */
+        if (w->started)
+                ember_thread_join_kicking(w->thread, NULL, NULL);
+        w->started = false;
         pthread_cond_destroy(&w->data_cv);
         pthread_cond_destroy(&w->done_cv);
         pthread_mutex_destroy(&w->lock);

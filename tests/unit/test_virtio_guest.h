@@ -635,6 +635,45 @@ FAKE_HELPER uint64_t fake_hammer_stop(struct fake_hammer *h)
         return atomic_load(&h->published);
 }
 
+/* With a hammer on queue q (re-adding `head`), turns the event loop one turn at a time for
+ * `ms` milliseconds and measures the most chains the device used in one turn (*most). Returns
+ * the chains used in all. A device whose loops are bounded does at most one budget
+ * (VIRTIO_BUDGET_CHAINS) per turn; with a ring larger than that, a full ring shows it. */
+FAKE_HELPER uint64_t fake_budget_per_turn(struct fake_vm *vm, struct gq *q, uint16_t head,
+                                          unsigned ms, unsigned *most)
+{
+        struct fake_hammer h;
+        *most = 0;
+        if (fake_hammer_start(&h, q, head) != 0)
+                return 0;
+        const uint8_t *u = guest_ptr(vm, q->used, 4);
+        uint16_t last = __atomic_load_n((const uint16_t *)(u + 2), __ATOMIC_ACQUIRE);
+        uint64_t total = 0;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        for (;;) {
+                struct timespec now_ts;
+                clock_gettime(CLOCK_MONOTONIC, &now_ts);
+                if (now_ts.tv_sec > until.tv_sec ||
+                    (now_ts.tv_sec == until.tv_sec && now_ts.tv_nsec >= until.tv_nsec))
+                        break;
+                evloop_run_once(&vm->loop, 10);
+                uint16_t now = __atomic_load_n((const uint16_t *)(u + 2), __ATOMIC_ACQUIRE);
+                unsigned did = (uint16_t)(now - last);
+                *most = did > *most ? did : *most;
+                total += did;
+                last = now;
+        }
+        fake_hammer_stop(&h);
+        return total;
+}
+
 /* Writes one descriptor at index `d` (not published). */
 FAKE_HELPER void gq_put_desc(struct gq *q, uint16_t d, uint64_t gpa, uint32_t len, bool writable)
 {
