@@ -438,6 +438,52 @@ static char **build_env(const struct init_config *cfg)
         return envp;
 }
 
+#define INIT_MAX_GROUPS 64
+
+/* Supplementary groups of a user given by name (none otherwise, as for a numeric --user). */
+static struct {
+        gid_t list[INIT_MAX_GROUPS];
+        size_t n;
+} init_groups;
+
+/* A user or group given by name becomes ids from the root's own /etc/passwd and /etc/group,
+ * before anything needs the uid (HOME, credentials). An unknown name fails the run. */
+static void resolve_user(struct init_config *cfg)
+{
+        uint32_t gids[INIT_MAX_GROUPS], gid;
+        char home[PATH_MAX];
+        int ret, i;
+
+        if (cfg->user_name) {
+                ret = init_passwd_lookup_name("/etc/passwd", cfg->user_name, &cfg->uid, &gid, home,
+                                              sizeof(home));
+                if (ret) {
+                        msg("unknown user '%s': %s", cfg->user_name,
+                            ret == -ENOENT ? "no such name in /etc/passwd" : strerror(-ret));
+                        setup_failed();
+                }
+                cfg->has_uid = true;
+                if (!cfg->group_name && !cfg->has_gid) {
+                        cfg->gid = gid;
+                        cfg->has_gid = true;
+                        /* As Docker does: the groups that list the user, when no group is given. */
+                        ret =
+                            init_group_members("/etc/group", cfg->user_name, gids, INIT_MAX_GROUPS);
+                        for (i = 0; i < ret; i++)
+                                init_groups.list[init_groups.n++] = (gid_t)gids[i];
+                }
+        }
+        if (cfg->group_name) {
+                ret = init_group_lookup_name("/etc/group", cfg->group_name, &cfg->gid);
+                if (ret) {
+                        msg("unknown group '%s': %s", cfg->group_name,
+                            ret == -ENOENT ? "no such name in /etc/group" : strerror(-ret));
+                        setup_failed();
+                }
+                cfg->has_gid = true;
+        }
+}
+
 static void set_hostname(const struct init_config *cfg)
 {
         if (cfg->hostname && sethostname(cfg->hostname, strlen(cfg->hostname)) != 0) {
@@ -495,7 +541,7 @@ static int prepare_process(const struct init_config *cfg)
                         gid = cfg->gid;
                 else
                         init_passwd_lookup("/etc/passwd", cfg->uid, home, sizeof(home), &gid);
-                if (setgroups(0, NULL) != 0 || setgid(gid) != 0) {
+                if (setgroups(init_groups.n, init_groups.list) != 0 || setgid(gid) != 0) {
                         msg("setting group %u: %s", gid, strerror(errno));
                         return EMBER_EXIT_SETUP_FAILED;
                 }
@@ -661,6 +707,7 @@ int main(int argc, char **argv)
         setup_console();
         setup_stdio();
         read_config(&cfg);
+        resolve_user(&cfg);
         init.cfg_uid = cfg.has_uid ? cfg.uid : 0;
         set_hostname(&cfg);
         loopback_up();

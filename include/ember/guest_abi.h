@@ -62,7 +62,16 @@ enum ember_abi_cfg_type {
         EMBER_CFG_RLIMIT = 7,    /* u32 resource (Linux RLIMIT_* number); u64 soft; u64 hard */
         EMBER_CFG_HOSTNAME = 8,  /* string */
         EMBER_CFG_FLAGS = 9,     /* u32, EMBER_CFG_FLAG_* */
+        /* string: a user name, resolved by init in the root's /etc/passwd (uid, primary group,
+         * HOME) with its supplementary groups from /etc/group; excludes EMBER_CFG_UID. An
+         * unknown name fails the run with EMBER_EXIT_SETUP_FAILED. */
+        EMBER_CFG_USER_NAME = 10,
+        /* string: a group name, resolved in /etc/group; excludes EMBER_CFG_GID. */
+        EMBER_CFG_GROUP_NAME = 11,
 };
+
+/* User and group names: 1 to EMBER_CFG_NAME_MAX bytes, no ':', no newline. */
+#define EMBER_CFG_NAME_MAX 256u
 
 #define EMBER_CFG_FLAG_PID1 0x1u /* exec the workload as PID 1 instead of a child of init */
 

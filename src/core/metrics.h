@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stddef.h>
 
+#include "core/dev_env.h"
 #include "ember/ember.h"
 #include "ember/kvm.h"
 
@@ -23,5 +24,8 @@ void metrics_stopped(struct ember_metrics *m);
 /* Boot markers reported by the guest through the status port (first report wins). */
 void metrics_mark_init(struct ember_metrics *m);
 void metrics_mark_exec(struct ember_metrics *m);
+/* The VM has ended with `code`: `reason` is the first stop's, `by_handle` whether an exit handle
+ * asked for it. */
+void metrics_ended(struct ember_metrics *m, enum vm_stop_reason reason, bool by_handle, int code);
 
 #endif

@@ -800,6 +800,7 @@ EMBER_API int ember_vm_wait(struct ember_vm *vm)
                 code = vm->stopped_by_handle ? EMBER_EXIT_STOPPED : EMBER_EXIT_GUEST_FAILED;
                 atomic_store(&vm->exit_code, code);
         }
+        metrics_ended(vm->metrics, vm->stop_reason, vm->stopped_by_handle, code);
         metrics_stopped(vm->metrics);
         vm_destroy_resources(vm);
         vm->state = VM_WAITED;

@@ -41,6 +41,11 @@ struct ember_config {
         char *hostname;
         bool has_user;
         uint32_t uid, gid;
+        /* Names the guest resolves (ember_builder_exec_user_spec): a user name replaces uid, a
+         * group name gid; a user name without a group takes its groups from the guest's files. */
+        char *user_name;
+        char *group_name;
+        bool group_from_user;
         struct ember_rlimit_cfg rlimit[EMBER_MAX_RLIMITS];
         size_t nrlimits;
         bool as_pid1;
