@@ -2,7 +2,9 @@
 # directory so adding a file never means editing this file.
 #
 #   make              library (shared + static + pkg-config), CLI, ember-init, tests
-#   make check        unit, fuzz-replay and KVM tests, then the end-to-end suite (real Linux guests)
+#   make check        unit, fuzz-replay and KVM tests, the end-to-end suite (real Linux guests),
+#                     and the install test (make install into a scratch DESTDIR, then run it)
+#   make install      PREFIX (/usr/local), DESTDIR; make uninstall removes what it installed
 #   make check-fast   unit, fuzz-replay and KVM tests only
 #   make check-asan   unit, fuzz-replay and KVM tests built with ASan+UBSan (into build-asan/)
 #   make guest        guest kernel (cached) and default busybox root
@@ -133,7 +135,7 @@ check-fast: all
 	tests/run.sh --build $(BUILD) unit fuzz kvm
 
 check: all static guest
-	tests/run.sh --build $(BUILD) unit fuzz kvm e2e
+	tests/run.sh --build $(BUILD) unit fuzz kvm e2e install
 
 check-asan:
 	$(MAKE) SAN=1 BUILD=build-asan lib cli tests

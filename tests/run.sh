@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs ember's test groups and prints one closing line: "N passed, N failed, N skipped".
-#   tests/run.sh [--build DIR] [unit] [fuzz] [kvm] [e2e]
+#   tests/run.sh [--build DIR] [unit] [fuzz] [kvm] [e2e] [install]
 # unit: no KVM needed. fuzz: the fuzz targets on their seeds and FUZZ_RUNS (20000) deterministic
 # mutations of them (FUZZ_SEED), no KVM needed. kvm: tiny guests on /dev/kvm (skipped, loudly,
 # without it).
 # e2e: real Linux guests, directly when the host has vmx/svm, else inside the TCG test host.
+# install: `make install` into a scratch DESTDIR and what the installed tree runs
+# (tests/install/run.sh; through the TCG test host where needed).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=build
@@ -15,7 +17,7 @@ while [ $# -gt 0 ]; do
 	*) groups+=("$1"); shift ;;
 	esac
 done
-[ ${#groups[@]} -gt 0 ] || groups=(unit fuzz kvm e2e)
+[ ${#groups[@]} -gt 0 ] || groups=(unit fuzz kvm e2e install)
 cd "$here"
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
@@ -86,6 +88,13 @@ for g in "${groups[@]}"; do
 		st=$?
 		cat "$out"
 		tally "e2e" $st "$out"
+		;;
+	install)
+		out="$log/install.out"
+		tests/install/run.sh --build "$build" >"$out" 2>&1
+		st=$?
+		cat "$out"
+		tally "install" $st "$out"
 		;;
 	*) echo "unknown test group: $g" >&2; exit 2 ;;
 	esac
