@@ -10,7 +10,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/time.h>
+#include <termios.h>
 #include <stdbool.h>
 #include <unistd.h>
 
@@ -65,6 +67,12 @@ static void run_usage(FILE *f)
             "      --as-pid1            run CMD as PID 1 (of a PID namespace of its own)\n"
             "\n"
             "terminal and streams:\n"
+            "  -i, --interactive        forward this process's stdin to CMD (without it, CMD's\n"
+            "                           stdin is empty)\n"
+            "  -t, --tty                give CMD a terminal in the guest (its stdin, stdout and\n"
+            "                           stderr); with -i this terminal is put in raw mode, so\n"
+            "                           keys like Ctrl-C and Ctrl-Z reach CMD, and its size is\n"
+            "                           followed (-t needs a terminal on stdin)\n"
             "      --console-output F   write CMD's stdout and stderr to file F (stdin is empty)\n"
             "      --kernel-log F       write the kernel's log (serial console) to F ('-': "
             "stderr)\n"
@@ -131,6 +139,48 @@ static char *find_default(const char *rel)
 
 static struct ember_exit_handle g_stop = {-1};
 static volatile sig_atomic_t g_timed_out;
+static struct ember_vm *volatile g_tty_vm; /* -t: the VM whose terminal follows ours */
+
+static void on_winch(int sig)
+{
+        unsigned rows, cols;
+        struct winsize ws;
+        int saved = errno;
+        if (g_tty_vm && (ioctl(0, TIOCGWINSZ, &ws) == 0 || ioctl(1, TIOCGWINSZ, &ws) == 0)) {
+                rows = ws.ws_row;
+                cols = ws.ws_col;
+                if (rows && cols)
+                        ember_vm_console_resize(g_tty_vm, rows, cols);
+        }
+        errno = saved;
+}
+
+/* -it: this terminal in raw mode for the run; restored on every way out of ember_cli_run (a
+ * signal stops the VM, so it ends through the same path). */
+static struct {
+        bool raw;
+        struct termios saved;
+} g_term;
+
+static int term_raw(void)
+{
+        struct termios t;
+        if (tcgetattr(0, &g_term.saved) != 0)
+                return -1;
+        t = g_term.saved;
+        cfmakeraw(&t);
+        if (tcsetattr(0, TCSANOW, &t) != 0)
+                return -1;
+        g_term.raw = true;
+        return 0;
+}
+
+static void term_restore(void)
+{
+        if (g_term.raw)
+                tcsetattr(0, TCSANOW, &g_term.saved);
+        g_term.raw = false;
+}
 
 static void on_signal(int sig)
 {
@@ -237,6 +287,7 @@ int ember_cli_run(int argc, char **argv)
                 OPT_TIMEOUT,
                 OPT_METRICS_JSON
         };
+        bool tty = false, interactive = false;
         static const struct option opts[] = {
             {"cpus", required_argument, NULL, 'c'},
             {"memory", required_argument, NULL, 'm'},
@@ -257,6 +308,8 @@ int ember_cli_run(int argc, char **argv)
             {"console-output", required_argument, NULL, OPT_CONSOLE_OUTPUT},
             {"kernel-log", required_argument, NULL, OPT_KERNEL_LOG},
             {"allow-software-kvm", no_argument, NULL, OPT_ALLOW_SW},
+            {"tty", no_argument, NULL, 't'},
+            {"interactive", no_argument, NULL, 'i'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -275,7 +328,7 @@ int ember_cli_run(int argc, char **argv)
         opterr = 0;
         int c;
         /* '+': stop at the first non-option, so CMD's own options are never ours. */
-        while ((c = getopt_long(argc, argv, "+c:m:k:r:e:w:u:h", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "+c:m:k:r:e:w:u:hit", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
                         if (parse_u64(optarg, &cpus) || cpus > UINT_MAX) {
@@ -376,6 +429,12 @@ int ember_cli_run(int argc, char **argv)
                 case OPT_ALLOW_SW:
                         rc = ember_builder_machine_allow_software_kvm(b, 1);
                         break;
+                case 't':
+                        tty = true;
+                        break;
+                case 'i':
+                        interactive = true;
+                        break;
                 case 'h':
                         run_usage(stdout);
                         status = 0;
@@ -400,6 +459,20 @@ int ember_cli_run(int argc, char **argv)
                 goto out;
         }
         ember_builder_machine(b, (unsigned)cpus, (size_t)mem);
+        if (tty && !isatty(0)) {
+                fprintf(stderr, "ember: -t needs a terminal on stdin, and stdin is not one (run "
+                                "from a terminal, or leave -t out)\n");
+                goto out;
+        }
+        /* As docker run: stdin reaches CMD only with -i. */
+        if (!interactive)
+                rc = ember_builder_console_fds(b, -1, 1, 2);
+        if (!rc && tty)
+                rc = ember_builder_console_tty(b, 1);
+        if (rc) {
+                status = fail_build(b);
+                goto out;
+        }
 
         char *def_kernel = NULL, *def_rootfs = NULL;
         if (!kernel)
@@ -461,8 +534,19 @@ int ember_cli_run(int argc, char **argv)
                 struct itimerval it = {.it_value = timeout};
                 setitimer(ITIMER_REAL, &it, NULL);
         }
+        if (tty) {
+                g_tty_vm = vm;
+                struct sigaction wa = {.sa_handler = on_winch, .sa_flags = SA_RESTART};
+                sigemptyset(&wa.sa_mask);
+                sigaction(SIGWINCH, &wa, NULL);
+                if (interactive && term_raw() != 0)
+                        fprintf(stderr, "ember: cannot put the terminal in raw mode: %s\n",
+                                strerror(errno));
+        }
         rc = ember_vm_start(vm);
         if (rc < 0) {
+                term_restore();
+                g_tty_vm = NULL;
                 fprintf(stderr, "ember: %s\n", ember_vm_error(vm));
                 ember_vm_free(vm);
                 ember_metrics_release(metrics);
@@ -470,6 +554,11 @@ int ember_cli_run(int argc, char **argv)
                 goto out;
         }
         status = ember_vm_wait(vm);
+        term_restore();
+        if (tty) {
+                signal(SIGWINCH, SIG_IGN);
+                g_tty_vm = NULL;
+        }
         struct itimerval off = {{0, 0}, {0, 0}};
         setitimer(ITIMER_REAL, &off, NULL);
         struct ember_metrics_sample sample = {0};

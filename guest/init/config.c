@@ -206,9 +206,11 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
                                                 name);
                         seen[type] = true;
                         val = cfg_le32(v);
-                        if (type == EMBER_CFG_FLAGS && (val & ~EMBER_CFG_FLAG_PID1))
+                        if (type == EMBER_CFG_FLAGS &&
+                            (val & ~(EMBER_CFG_FLAG_PID1 | EMBER_CFG_FLAG_TTY)))
                                 return cfg_fail(err, errlen, "record %zu: unknown flags 0x%x",
-                                                index, val & ~EMBER_CFG_FLAG_PID1);
+                                                index,
+                                                val & ~(EMBER_CFG_FLAG_PID1 | EMBER_CFG_FLAG_TTY));
                         if (type != EMBER_CFG_FLAGS && val == UINT32_MAX)
                                 return cfg_fail(err, errlen, "record %zu: %s -1 is not valid",
                                                 index, name);

@@ -14,6 +14,7 @@
  * on the console and reboots (the kernel's reboot= option picks how; under QEMU, reboot=t with
  * -no-reboot ends the VM). */
 #include "config.h"
+#include "tty.h"
 #include "util.h"
 
 #include "ember/guest_abi.h"
@@ -407,7 +408,8 @@ static void read_config(struct init_config *cfg)
         }
 }
 
-/* The workload's environment: exactly the configured one, plus PATH and HOME if missing. */
+/* The workload's environment: exactly the configured one, plus PATH and HOME if missing (and
+ * TERM on a terminal). */
 static char **build_env(const struct init_config *cfg)
 {
         static char path_var[] = "PATH=" INIT_DEFAULT_PATH;
@@ -417,7 +419,7 @@ static char **build_env(const struct init_config *cfg)
         char **envp;
         size_t n = 0, i;
 
-        envp = calloc(cfg->envc + 3, sizeof(char *));
+        envp = calloc(cfg->envc + 4, sizeof(char *));
         if (!envp) {
                 msg("out of memory");
                 setup_failed();
@@ -426,6 +428,9 @@ static char **build_env(const struct init_config *cfg)
                 envp[n++] = cfg->envp[i];
         if (!init_env_get(cfg->envp, "PATH"))
                 envp[n++] = path_var;
+        /* As Docker does on a terminal. */
+        if ((cfg->flags & EMBER_CFG_FLAG_TTY) && !init_env_get(cfg->envp, "TERM"))
+                envp[n++] = "TERM=xterm";
         if (!init_env_get(cfg->envp, "HOME")) {
                 if (init_passwd_lookup("/etc/passwd", init.cfg_uid, home, sizeof(home), &gid) !=
                         0 ||
@@ -654,6 +659,8 @@ static __attribute__((noreturn)) void run_child(const struct init_config *cfg, c
                 drop_status_port();
                 setsid();
                 status = own_pid_ns ? mount_own_proc() : 0;
+                if (status == 0 && (cfg->flags & EMBER_CFG_FLAG_TTY) && init_tty_attach() != 0)
+                        status = EMBER_EXIT_SETUP_FAILED;
                 if (status == 0)
                         status = prepare_process(cfg);
                 if (status == 0)
@@ -682,8 +689,11 @@ static __attribute__((noreturn)) void run_child(const struct init_config *cfg, c
                         continue;
                 }
                 while ((pid = waitpid(-1, &ws, WNOHANG)) > 0) {
-                        if (pid == child)
+                        init_tty_reaped(pid);
+                        if (pid == child) {
+                                init_tty_workload_ended();
                                 finish(status >= 0 ? status : init_status_from_wait(ws));
+                        }
                 }
         }
 }
@@ -712,6 +722,8 @@ int main(int argc, char **argv)
         set_hostname(&cfg);
         loopback_up();
         envp = build_env(&cfg);
+        if ((cfg.flags & EMBER_CFG_FLAG_TTY) && init_tty_setup() != 0)
+                setup_failed();
 
         if (!(cfg.flags & EMBER_CFG_FLAG_PID1))
                 run_child(&cfg, envp, false);

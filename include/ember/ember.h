@@ -164,6 +164,13 @@ EMBER_API int ember_builder_exec_as_pid1(struct ember_builder *b, int enable);
 EMBER_API int ember_builder_console_fds(struct ember_builder *b, int in_fd, int out_fd, int err_fd);
 /* Send the workload's stdout and stderr to a file (created or truncated); stdin is empty. */
 EMBER_API int ember_builder_console_output(struct ember_builder *b, const char *path);
+/* Terminal mode, as `docker run -t`: the workload gets a pseudo-terminal in the guest as its
+ * controlling terminal and stdin/stdout/stderr (stderr merged into stdout, as on a terminal).
+ * in_fd's bytes reach the pty as keyboard input (^C, ^Z become signals in the guest); the
+ * terminal's size at the start is in_fd's, else out_fd's (24x80 if neither is a terminal), and
+ * ember_vm_console_resize changes it. Putting the caller's own terminal in raw mode is the
+ * caller's part. in_fd -1 gives a pty without input. Off by default. */
+EMBER_API int ember_builder_console_tty(struct ember_builder *b, int enable);
 
 /* Observer run when the VM has ended, after its exit code is set and its resources are
  * released, in registration order, on the thread that waits for the VM. */
@@ -187,6 +194,10 @@ EMBER_API int ember_vm_exit_handle(struct ember_vm *vm, struct ember_exit_handle
 /* Stops the VM: async-signal-safe, callable from any thread, idempotent. */
 EMBER_API int ember_exit_handle_trigger(struct ember_exit_handle h);
 EMBER_API void ember_exit_handle_release(struct ember_exit_handle *h);
+
+/* Terminal mode: the workload's terminal is now rows x cols (SIGWINCH in the guest).
+ * Async-signal-safe (call it from a SIGWINCH handler). -ENOTTY without terminal mode. */
+EMBER_API int ember_vm_console_resize(struct ember_vm *vm, unsigned rows, unsigned cols);
 
 /* The exit code, shared: EMBER_EXIT_CODE_UNSET until set; set before observers run.
  * The pointer stays valid until the VM is freed (by ember_vm_free or ember_vm_run). */

@@ -74,5 +74,24 @@ enum ember_abi_cfg_type {
 #define EMBER_CFG_NAME_MAX 256u
 
 #define EMBER_CFG_FLAG_PID1 0x1u /* exec the workload as PID 1 instead of a child of init */
+/* The workload gets a pseudo-terminal of the guest as its controlling terminal and stdin,
+ * stdout and stderr; init relays between the pty's master and the stdin/stdout ports, and the
+ * stdin port carries the records below instead of raw bytes. */
+#define EMBER_CFG_FLAG_TTY 0x2u
+
+/* Terminal records (EMBER_CFG_FLAG_TTY), host to guest on the stdin port:
+ *   u8 type; u8 reserved (0); u16 len (little-endian); u8 payload[len]
+ * DATA: 1..EMBER_TTY_DATA_MAX bytes of keyboard input, written to the pty as they are (so ^C,
+ *       ^Z, ^\ become signals to the pty's foreground process group by its line discipline).
+ * RESIZE: len 4, u16 rows, u16 cols: the terminal's size, set on the pty with TIOCSWINSZ
+ *       (which sends SIGWINCH to its foreground process group). The host sends one first.
+ * A record with another type or a bad length ends the relay's input (guest side: an error).
+ * The stdout port carries the pty's output unframed; stderr is merged into it, as on a
+ * terminal. */
+#define EMBER_TTY_REC_HDR    4u
+#define EMBER_TTY_DATA_MAX   1024u
+#define EMBER_TTY_REC_DATA   1u
+#define EMBER_TTY_REC_RESIZE 2u
+#define EMBER_TTY_RESIZE_LEN 4u
 
 #endif

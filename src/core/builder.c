@@ -516,6 +516,14 @@ EMBER_API int ember_builder_console_output(struct ember_builder *b, const char *
                  : -EINVAL;
 }
 
+EMBER_API int ember_builder_console_tty(struct ember_builder *b, int enable)
+{
+        if (!b)
+                return -EINVAL;
+        b->cfg.tty = enable != 0;
+        return 0;
+}
+
 EMBER_API int ember_builder_on_exit(struct ember_builder *b, ember_exit_observer fn, void *user)
 {
         if (!b)

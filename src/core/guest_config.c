@@ -176,9 +176,9 @@ static int gcfg_validate(const struct guest_config *cfg, char *err, size_t errle
                                          i, rl->resource, (unsigned long long)rl->soft,
                                          (unsigned long long)rl->hard);
         }
-        if (cfg->flags & ~EMBER_CFG_FLAG_PID1)
+        if (cfg->flags & ~(EMBER_CFG_FLAG_PID1 | EMBER_CFG_FLAG_TTY))
                 return gcfg_fail(err, errlen, "unknown flags 0x%x",
-                                 cfg->flags & ~EMBER_CFG_FLAG_PID1);
+                                 cfg->flags & ~(EMBER_CFG_FLAG_PID1 | EMBER_CFG_FLAG_TTY));
         return 0;
 }
 

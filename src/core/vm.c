@@ -26,6 +26,7 @@
 #include "core/evloop.h"
 #include "core/gmem.h"
 #include "core/metrics.h"
+#include "core/tty.h"
 #include "core/vm_internal.h"
 #include "dev/ioapic.h"
 #include "dev/legacy.h"
@@ -85,6 +86,7 @@ struct ember_vm {
         char err[EMBER_ERR_LEN];
 
         struct ember_metrics *metrics;
+        struct tty_relay *tty; /* ember_builder_console_tty, or NULL */
 };
 
 static pthread_once_t kick_once = PTHREAD_ONCE_INIT;
@@ -349,6 +351,8 @@ static void vm_destroy_resources(struct ember_vm *vm)
         if (vm->console)
                 virtio_console_destroy(vm->console);
         vm->console = NULL;
+        tty_relay_destroy(vm->tty); /* reads stdio_fd[0]: before it is closed */
+        vm->tty = NULL;
         for (unsigned i = 0; i < vm->nvcpus; i++) {
                 if (vm->vcpu[i].kvcpu)
                         ember_kvm_vcpu_close(vm->vcpu[i].kvcpu);
@@ -534,6 +538,15 @@ fail:
         return rc;
 }
 
+/* Terminal mode: the console reads the relay's records instead of stdin (core/tty.c). */
+static int vm_tty_start(struct ember_vm *vm, int *in, char *err, size_t errlen)
+{
+        unsigned rows = 24, cols = 80;
+        if (tty_size_of(vm->stdio_fd[0], &rows, &cols) != 0)
+                tty_size_of(vm->stdio_fd[1], &rows, &cols);
+        return tty_relay_create(&vm->tty, *in, rows, cols, in, err, errlen);
+}
+
 static int vm_add_devices(struct ember_vm *vm, const struct ember_config *cfg,
                           enum ember_error *code, char *err, size_t errlen)
 {
@@ -572,6 +585,10 @@ static int vm_add_devices(struct ember_vm *vm, const struct ember_config *cfg,
                              fds[i], strerror(errno));
         }
         int in = vm->stdio_fd[0], out = vm->stdio_fd[1], errfd = vm->stdio_fd[2];
+        if (cfg->tty && (rc = vm_tty_start(vm, &in, err, errlen))) {
+                *code = EMBER_ERR_CONSOLE;
+                return rc;
+        }
         rc = virtio_console_create(&vm->env, X86_VIRTIO_MMIO_BASE, X86_VIRTIO_IRQ_FIRST, in, out,
                                    errfd, &vm->console, err, errlen);
         if (rc) {
@@ -852,6 +869,11 @@ EMBER_API int ember_vm_enter(struct ember_vm *vm)
 EMBER_API const char *ember_vm_error(const struct ember_vm *vm)
 {
         return vm ? vm->err : "no VM";
+}
+
+EMBER_API int ember_vm_console_resize(struct ember_vm *vm, unsigned rows, unsigned cols)
+{
+        return vm ? tty_relay_resize(vm->tty, rows, cols) : -EINVAL;
 }
 
 EMBER_API atomic_int *ember_vm_exit_code(struct ember_vm *vm)

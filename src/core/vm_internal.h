@@ -52,6 +52,7 @@ struct ember_config {
         bool allow_software_kvm;
         int in_fd, out_fd, err_fd;
         char *console_output;
+        bool tty; /* ember_builder_console_tty: stdin framed for ember-init's pty (core/tty.c) */
         struct ember_observer observer[EMBER_MAX_OBSERVERS];
         size_t nobservers;
 };

@@ -317,17 +317,19 @@ after=
 # Binary input larger than any pipe or ring buffer: the start of the kernel image.
 head -c 300000 "$KERNEL" >"$SCRATCH/stdin.bin"
 IN="$SCRATCH/stdin.bin"
-guest_file stdin_binary_cat 0 "$SCRATCH/stdin.bin" -- cat
+guest_file stdin_binary_cat 0 "$SCRATCH/stdin.bin" -i -- cat
 check_wc() {
 	n=$(tr -d ' \n' <"$SCRATCH/out")
 	why="wc -c in the guest counted '$n' bytes, want 300000"
 	[ "$n" = 300000 ]
 }
 after=check_wc
-guest_file stdin_wc_bytes 0 '' -- wc -c
+guest_file stdin_wc_bytes 0 '' --interactive -- wc -c
 after=
+# As docker run: without -i the workload's stdin is empty, whatever ember's is.
+guest stdin_not_forwarded_without_i 0 '' -- cat
 IN=
-guest stdin_empty_eof 0 '' -- cat
+guest stdin_empty_eof 0 '' -i -- cat
 # --console-output: both streams go to the file, nothing to ember's own stdout.
 check_console_file() {
 	why="console file: '$(excerpt "$SCRATCH/console.txt" 2>/dev/null)', want the lines out and err"

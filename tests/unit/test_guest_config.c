@@ -546,7 +546,7 @@ static void t_decode_record_errors(void)
 
         raw_init(&r);
         raw_str(&r, EMBER_CFG_EXEC_PATH, "/a");
-        raw_rec(&r, EMBER_CFG_FLAGS, "\x02\0\0\0", 4);
+        raw_rec(&r, EMBER_CFG_FLAGS, "\x04\0\0\0", 4);
         expect_reject(&r, "unknown flag");
 
         raw_init(&r);
