@@ -109,16 +109,17 @@ static void write_all_fd(int fd, const uint8_t *p, size_t n)
         }
 }
 
-/* Copies the pty's output to the stdout port; false once the pty has no writer left. */
+/* Copies the pty's output to the stdout port: 1 if there was some, 0 if none for now, -1 once
+ * the pty has no writer left (EIO: its slave is closed everywhere). */
 static int relay_output(int master)
 {
         uint8_t buf[4096];
         ssize_t n = read(master, buf, sizeof(buf));
-        if (n > 0)
+        if (n > 0) {
                 write_all_fd(1, buf, (size_t)n);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return 1;
-        return n > 0;
+        }
+        return n < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : -1;
 }
 
 static __attribute__((noreturn)) void relay_main(int sigfd)
@@ -140,11 +141,12 @@ static __attribute__((noreturn)) void relay_main(int sigfd)
                                 continue;
                         _exit(1);
                 }
-                if (p[0].revents & POLLIN) {
-                        if (!relay_output(tty.master))
+                if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+                        /* After a hangup, reading still returns what the pty holds (the kernel
+                         * flushes its buffers into the read), then EIO. */
+                        int r = relay_output(tty.master);
+                        if (r < 0 || (r == 0 && (p[0].revents & (POLLHUP | POLLERR))))
                                 _exit(0);
-                } else if (p[0].revents & (POLLHUP | POLLERR)) {
-                        _exit(0);
                 }
                 if ((p[0].revents & POLLOUT) && s.npending) {
                         ssize_t w = write(tty.master, s.pending, s.npending);
@@ -169,8 +171,7 @@ static __attribute__((noreturn)) void relay_main(int sigfd)
                         /* The workload has ended: forward what the pty still holds (until it
                          * is quiet for a moment or has no writer left), then end. */
                         struct pollfd m = {.fd = tty.master, .events = POLLIN};
-                        while (poll(&m, 1, 100) > 0 && (m.revents & POLLIN) &&
-                               relay_output(tty.master))
+                        while (poll(&m, 1, 100) > 0 && relay_output(tty.master) > 0)
                                 ;
                         _exit(0);
                 }

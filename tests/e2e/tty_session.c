@@ -126,11 +126,13 @@ static int finish(struct session *s, int seconds)
                 pid_t r = waitpid(s->pid, &ws, WNOHANG);
                 if (r == s->pid)
                         return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
-                char buf[4096];
                 struct pollfd p = {.fd = s->master, .events = POLLIN};
-                if (poll(&p, 1, 100) > 0 && read(s->master, buf, sizeof(buf)) < 0) {
-                        /* EIO once the slave is closed: keep waiting for the exit */
-                }
+                if (s->len + 4096 >= sizeof(s->screen))
+                        s->len = 0; /* only the end matters here */
+                ssize_t n = poll(&p, 1, 100) > 0 ? read(s->master, s->screen + s->len, 4095) : 0;
+                if (n > 0) /* EIO once the slave is closed: keep waiting for the exit */
+                        s->len += (size_t)n;
+                s->screen[s->len] = 0;
         }
         kill(s->pid, SIGKILL);
         waitpid(s->pid, &ws, 0);
@@ -196,9 +198,15 @@ static void t_interactive_shell(void)
                 FAILF("Ctrl-C did not interrupt sleep 100 (or the shell did not survive it)");
         }
 
-        type(&s, "exit 3\r");
+        /* What the shell writes right before it exits still reaches the screen. */
+        mark = s.len;
+        type(&s, "echo bye-$((1+1)); exit 3\r");
         int rc = finish(&s, 60);
         CHECK_EQ(rc, 3);
+        if (!strstr(s.screen + (mark <= s.len ? mark : 0), "bye-2")) {
+                show_screen(&s);
+                FAILF("the last output before exit did not reach the screen");
+        }
         REQUIRE_EQ(tcgetattr(s.slave, &after), 0);
         CHECK(same_mode(&before, &after));
         close(s.slave);
