@@ -2,7 +2,9 @@
 # directory so adding a file never means editing this file.
 #
 #   make              library (shared + static + pkg-config), CLI, ember-init, tests
-#   make check        unit, fuzz-replay and KVM tests, then the end-to-end suite (real Linux guests)
+#   make check        unit, fuzz-replay and KVM tests, the end-to-end suite (real Linux guests),
+#                     and the install test (make install into a scratch DESTDIR, then run it)
+#   make install      PREFIX (/usr/local), DESTDIR; make uninstall removes what it installed
 #   make check-fast   unit, fuzz-replay and KVM tests only
 #   make check-asan   unit, fuzz-replay and KVM tests built with ASan+UBSan (into build-asan/)
 #   make guest        guest kernel (cached) and default busybox root
@@ -15,7 +17,7 @@ BUILD        ?= build
 PREFIX       ?= /usr/local
 SAN          ?=
 
-CPPFLAGS_ALL := -Iinclude -Isrc -D_GNU_SOURCE -DEMBER_VERSION=\"$(VERSION)\"
+CPPFLAGS_ALL := -Iinclude -Isrc -I$(BUILD)/gen -D_GNU_SOURCE -DEMBER_VERSION=\"$(VERSION)\"
 WARN         := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                 -Wno-unused-parameter -Wformat=2 -Wvla
 OPT          ?= -O2 -g
@@ -48,12 +50,22 @@ SHLIB        := $(BUILD)/libember.so.$(VERSION)
 STLIB        := $(BUILD)/libember.a
 INIT_BIN     := $(BUILD)/guest/ember-init
 
-.PHONY: all lib cli tests check check-fast check-asan guest format format-check install clean static
+.PHONY: all lib cli tests check check-fast check-asan guest format format-check install uninstall clean static FORCE
 all: lib cli tests $(BUILD)/ember.pc
 lib: $(SHLIB) $(STLIB)
 cli: $(BUILD)/ember
 tests: $(UNIT_BINS) $(KVM_BINS) $(E2E_BINS) $(BENCH_BINS) $(FUZZ_BINS)
 static: $(BUILD)/ember-static $(STATIC_E2E_BINS) $(STATIC_KVM_BINS)
+
+# Where `make install` puts ember's guest (kernel and default root), which the CLI and the
+# library look for when no kernel is given; rewritten only when PREFIX changes.
+EMBER_LIBDIR  = $(PREFIX)/lib/ember
+PATHS_H      := $(BUILD)/gen/ember_paths.h
+$(PATHS_H): FORCE
+	@mkdir -p $(dir $@)
+	@printf '#define EMBER_LIBDIR "%s"\n' "$(EMBER_LIBDIR)" > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
+$(BUILD)/obj/src/core/builder.o $(BUILD)/obj/cli/run.o: $(PATHS_H)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -85,7 +97,7 @@ $(STLIB): $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/ember.pc: Makefile
+$(BUILD)/ember.pc: Makefile $(PATHS_H)
 	@mkdir -p $(dir $@)
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ember\nDescription: microVM library for Linux/KVM\nVersion: %s\nLibs: -L$${libdir} -lember\nLibs.private: -lpthread\nCflags: -I$${includedir}\n' "$(PREFIX)" "$(VERSION)" > $@
 
@@ -125,7 +137,7 @@ check-fast: all
 	tests/run.sh --build $(BUILD) unit fuzz kvm
 
 check: all static guest
-	tests/run.sh --build $(BUILD) unit fuzz kvm e2e
+	tests/run.sh --build $(BUILD) unit fuzz kvm e2e install
 
 check-asan:
 	$(MAKE) SAN=1 BUILD=build-asan lib cli tests
@@ -137,8 +149,14 @@ format:
 format-check:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 
-install: all
+# The library, headers, pkg-config file, CLI, man page, and ember's guest (kernel and busybox
+# root: `make guest` first) under $(DESTDIR)$(PREFIX); `make uninstall` removes exactly those.
+GUEST_KERNEL := $(BUILD)/guest/vmlinux
+GUEST_ROOTFS := $(BUILD)/rootfs
+install: all $(BUILD)/ember.1
+	@[ -f $(GUEST_KERNEL) ] && [ -d $(GUEST_ROOTFS) ] || { echo "make install: $(GUEST_KERNEL) or $(GUEST_ROOTFS) missing: run 'make guest' first" >&2; exit 1; }
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/ember $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(EMBER_LIBDIR)/guest
 	install -m 755 $(SHLIB) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libember.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libember.so.$(SOVERSION)
 	ln -sf libember.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libember.so
@@ -146,6 +164,24 @@ install: all
 	install -m 644 include/ember/*.h $(DESTDIR)$(PREFIX)/include/ember/
 	install -m 644 $(BUILD)/ember.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 	install -m 755 $(BUILD)/ember $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(BUILD)/ember.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 $(GUEST_KERNEL) $(DESTDIR)$(EMBER_LIBDIR)/guest/vmlinux
+	[ ! -f $(BUILD)/guest/bzImage ] || install -m 644 $(BUILD)/guest/bzImage $(DESTDIR)$(EMBER_LIBDIR)/guest/bzImage
+	rm -rf $(DESTDIR)$(EMBER_LIBDIR)/rootfs
+	cp -a $(GUEST_ROOTFS) $(DESTDIR)$(EMBER_LIBDIR)/rootfs
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libember.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libember.so.$(SOVERSION) \
+		$(DESTDIR)$(PREFIX)/lib/libember.so $(DESTDIR)$(PREFIX)/lib/libember.a \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig/ember.pc $(DESTDIR)$(PREFIX)/bin/ember \
+		$(DESTDIR)$(PREFIX)/share/man/man1/ember.1
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/include/ember/,$(notdir $(wildcard include/ember/*.h)))
+	-rmdir $(DESTDIR)$(PREFIX)/include/ember 2>/dev/null
+	rm -rf $(DESTDIR)$(EMBER_LIBDIR)
+
+# ember(1), from the same text as `ember --help` and `ember run --help`.
+$(BUILD)/ember.1: $(BUILD)/ember scripts/make-man
+	scripts/make-man $(BUILD)/ember $(VERSION) > $@
 
 clean:
 	rm -rf $(BUILD) build-asan

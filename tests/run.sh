@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs ember's test groups and prints one closing line: "N passed, N failed, N skipped".
-#   tests/run.sh [--build DIR] [unit] [fuzz] [kvm] [e2e]
+#   tests/run.sh [--build DIR] [unit] [fuzz] [kvm] [e2e] [install]
 # unit: no KVM needed. fuzz: the fuzz targets on their seeds and FUZZ_RUNS (20000) deterministic
 # mutations of them (FUZZ_SEED), no KVM needed. kvm: tiny guests on /dev/kvm.
 # e2e: real Linux guests, directly when the host has vmx/svm, else inside the TCG test host.
@@ -9,6 +9,8 @@
 # none of the VM tests) unless EMBER_TESTS_ALLOW_NO_KVM=1, which runs the KVM programs anyway (they
 # skip) and says so above the closing line. EMBER_TESTS_KVM_DEVICE (default /dev/kvm) is the path
 # the probe checks, so the no-KVM case can be tried on a machine that has KVM.
+# install: `make install` into a scratch DESTDIR and what the installed tree runs
+# (tests/install/run.sh; through the TCG test host where needed).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=build
@@ -19,7 +21,7 @@ while [ $# -gt 0 ]; do
 	*) groups+=("$1"); shift ;;
 	esac
 done
-[ ${#groups[@]} -gt 0 ] || groups=(unit fuzz kvm e2e)
+[ ${#groups[@]} -gt 0 ] || groups=(unit fuzz kvm e2e install)
 cd "$here"
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
@@ -110,6 +112,13 @@ for g in "${groups[@]}"; do
 		st=$?
 		cat "$out"
 		tally "e2e" $st "$out"
+		;;
+	install)
+		out="$log/install.out"
+		tests/install/run.sh --build "$build" >"$out" 2>&1
+		st=$?
+		cat "$out"
+		tally "install" $st "$out"
 		;;
 	*) echo "unknown test group: $g" >&2; exit 2 ;;
 	esac

@@ -60,6 +60,10 @@ static const char *cfg_type_name(uint16_t type)
                 return "hostname";
         case EMBER_CFG_FLAGS:
                 return "flags";
+        case EMBER_CFG_USER_NAME:
+                return "user name";
+        case EMBER_CFG_GROUP_NAME:
+                return "group name";
         }
         return "unknown";
 }
@@ -89,7 +93,7 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
                     size_t *string_bytes, char *err, size_t errlen)
 {
         size_t off = EMBER_ABI_CFG_HDR_LEN, index = 0;
-        bool seen[EMBER_CFG_FLAGS + 1] = {false};
+        bool seen[EMBER_CFG_GROUP_NAME + 1] = {false};
         size_t argc = 0, envc = 0, nrlimits = 0;
         uint32_t rlimit_seen = 0;
 
@@ -123,7 +127,9 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
                 case EMBER_CFG_ARG:
                 case EMBER_CFG_ENV:
                 case EMBER_CFG_WORKDIR:
-                case EMBER_CFG_HOSTNAME: {
+                case EMBER_CFG_HOSTNAME:
+                case EMBER_CFG_USER_NAME:
+                case EMBER_CFG_GROUP_NAME: {
                         const uint8_t *eq;
                         char *s;
 
@@ -148,6 +154,10 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
                             (vlen == 0 || vlen > INIT_CFG_HOSTNAME_MAX))
                                 return cfg_fail(err, errlen, "record %zu: hostname length %u",
                                                 index, vlen);
+                        if ((type == EMBER_CFG_USER_NAME || type == EMBER_CFG_GROUP_NAME) &&
+                            (vlen == 0 || vlen > EMBER_CFG_NAME_MAX || memchr(v, ':', vlen) ||
+                             memchr(v, '\n', vlen)))
+                                return cfg_fail(err, errlen, "record %zu: bad %s", index, name);
                         if (type == EMBER_CFG_ENV) {
                                 eq = memchr(v, '=', vlen);
                                 if (!eq)
@@ -170,6 +180,10 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
                                         cfg->envp[envc] = s;
                                 else if (type == EMBER_CFG_WORKDIR)
                                         cfg->workdir = s;
+                                else if (type == EMBER_CFG_USER_NAME)
+                                        cfg->user_name = s;
+                                else if (type == EMBER_CFG_GROUP_NAME)
+                                        cfg->group_name = s;
                                 else
                                         cfg->hostname = s;
                         }
@@ -192,9 +206,11 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
                                                 name);
                         seen[type] = true;
                         val = cfg_le32(v);
-                        if (type == EMBER_CFG_FLAGS && (val & ~EMBER_CFG_FLAG_PID1))
+                        if (type == EMBER_CFG_FLAGS &&
+                            (val & ~(EMBER_CFG_FLAG_PID1 | EMBER_CFG_FLAG_TTY)))
                                 return cfg_fail(err, errlen, "record %zu: unknown flags 0x%x",
-                                                index, val & ~EMBER_CFG_FLAG_PID1);
+                                                index,
+                                                val & ~(EMBER_CFG_FLAG_PID1 | EMBER_CFG_FLAG_TTY));
                         if (type != EMBER_CFG_FLAGS && val == UINT32_MAX)
                                 return cfg_fail(err, errlen, "record %zu: %s -1 is not valid",
                                                 index, name);
@@ -248,6 +264,10 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
         }
         if (!seen[EMBER_CFG_EXEC_PATH])
                 return cfg_fail(err, errlen, "no exec path record");
+        if (seen[EMBER_CFG_USER_NAME] && seen[EMBER_CFG_UID])
+                return cfg_fail(err, errlen, "both a user name and a uid");
+        if (seen[EMBER_CFG_GROUP_NAME] && seen[EMBER_CFG_GID])
+                return cfg_fail(err, errlen, "both a group name and a gid");
         cfg->argc = argc;
         cfg->envc = envc;
         cfg->nrlimits = nrlimits;

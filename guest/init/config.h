@@ -34,6 +34,10 @@ struct init_config {
         size_t envc;
         char *workdir;  /* NULL: unset */
         char *hostname; /* NULL: unset */
+        /* Names to resolve in /etc/passwd and /etc/group (NULL: unset); a user name excludes
+         * has_uid, a group name has_gid. */
+        char *user_name;
+        char *group_name;
         bool has_uid, has_gid;
         uint32_t uid, gid;
         struct init_rlimit rlimits[INIT_CFG_MAX_RLIMITS];

@@ -14,6 +14,7 @@
  * on the console and reboots (the kernel's reboot= option picks how; under QEMU, reboot=t with
  * -no-reboot ends the VM). */
 #include "config.h"
+#include "tty.h"
 #include "util.h"
 
 #include "ember/guest_abi.h"
@@ -454,7 +455,8 @@ static void read_config(struct init_config *cfg)
         }
 }
 
-/* The workload's environment: exactly the configured one, plus PATH and HOME if missing. */
+/* The workload's environment: exactly the configured one, plus PATH and HOME if missing (and
+ * TERM on a terminal). */
 static char **build_env(const struct init_config *cfg)
 {
         static char path_var[] = "PATH=" INIT_DEFAULT_PATH;
@@ -464,7 +466,7 @@ static char **build_env(const struct init_config *cfg)
         char **envp;
         size_t n = 0, i;
 
-        envp = calloc(cfg->envc + 3, sizeof(char *));
+        envp = calloc(cfg->envc + 4, sizeof(char *));
         if (!envp) {
                 msg("out of memory");
                 setup_failed();
@@ -473,6 +475,9 @@ static char **build_env(const struct init_config *cfg)
                 envp[n++] = cfg->envp[i];
         if (!init_env_get(cfg->envp, "PATH"))
                 envp[n++] = path_var;
+        /* As Docker does on a terminal. */
+        if ((cfg->flags & EMBER_CFG_FLAG_TTY) && !init_env_get(cfg->envp, "TERM"))
+                envp[n++] = "TERM=xterm";
         if (!init_env_get(cfg->envp, "HOME")) {
                 if (init_passwd_lookup("/etc/passwd", init.cfg_uid, home, sizeof(home), &gid) !=
                         0 ||
@@ -483,6 +488,52 @@ static char **build_env(const struct init_config *cfg)
         }
         envp[n] = NULL;
         return envp;
+}
+
+#define INIT_MAX_GROUPS 64
+
+/* Supplementary groups of a user given by name (none otherwise, as for a numeric --user). */
+static struct {
+        gid_t list[INIT_MAX_GROUPS];
+        size_t n;
+} init_groups;
+
+/* A user or group given by name becomes ids from the root's own /etc/passwd and /etc/group,
+ * before anything needs the uid (HOME, credentials). An unknown name fails the run. */
+static void resolve_user(struct init_config *cfg)
+{
+        uint32_t gids[INIT_MAX_GROUPS], gid;
+        char home[PATH_MAX];
+        int ret, i;
+
+        if (cfg->user_name) {
+                ret = init_passwd_lookup_name("/etc/passwd", cfg->user_name, &cfg->uid, &gid, home,
+                                              sizeof(home));
+                if (ret) {
+                        msg("unknown user '%s': %s", cfg->user_name,
+                            ret == -ENOENT ? "no such name in /etc/passwd" : strerror(-ret));
+                        setup_failed();
+                }
+                cfg->has_uid = true;
+                if (!cfg->group_name && !cfg->has_gid) {
+                        cfg->gid = gid;
+                        cfg->has_gid = true;
+                        /* As Docker does: the groups that list the user, when no group is given. */
+                        ret =
+                            init_group_members("/etc/group", cfg->user_name, gids, INIT_MAX_GROUPS);
+                        for (i = 0; i < ret; i++)
+                                init_groups.list[init_groups.n++] = (gid_t)gids[i];
+                }
+        }
+        if (cfg->group_name) {
+                ret = init_group_lookup_name("/etc/group", cfg->group_name, &cfg->gid);
+                if (ret) {
+                        msg("unknown group '%s': %s", cfg->group_name,
+                            ret == -ENOENT ? "no such name in /etc/group" : strerror(-ret));
+                        setup_failed();
+                }
+                cfg->has_gid = true;
+        }
 }
 
 static void set_hostname(const struct init_config *cfg)
@@ -542,7 +593,7 @@ static int prepare_process(const struct init_config *cfg)
                         gid = cfg->gid;
                 else
                         init_passwd_lookup("/etc/passwd", cfg->uid, home, sizeof(home), &gid);
-                if (setgroups(0, NULL) != 0 || setgid(gid) != 0) {
+                if (setgroups(init_groups.n, init_groups.list) != 0 || setgid(gid) != 0) {
                         msg("setting group %u: %s", gid, strerror(errno));
                         return EMBER_EXIT_SETUP_FAILED;
                 }
@@ -657,6 +708,8 @@ static __attribute__((noreturn)) void run_child(const struct init_config *cfg, c
                 status = drop_raw_io_capability();
                 if (status == 0 && own_pid_ns)
                         status = mount_own_proc();
+                if (status == 0 && (cfg->flags & EMBER_CFG_FLAG_TTY) && init_tty_attach() != 0)
+                        status = EMBER_EXIT_SETUP_FAILED;
                 if (status == 0)
                         status = prepare_process(cfg);
                 if (status == 0)
@@ -685,8 +738,11 @@ static __attribute__((noreturn)) void run_child(const struct init_config *cfg, c
                         continue;
                 }
                 while ((pid = waitpid(-1, &ws, WNOHANG)) > 0) {
-                        if (pid == child)
+                        init_tty_reaped(pid);
+                        if (pid == child) {
+                                init_tty_workload_ended();
                                 finish(status >= 0 ? status : init_status_from_wait(ws));
+                        }
                 }
         }
 }
@@ -710,10 +766,13 @@ int main(int argc, char **argv)
         setup_console();
         setup_stdio();
         read_config(&cfg);
+        resolve_user(&cfg);
         init.cfg_uid = cfg.has_uid ? cfg.uid : 0;
         set_hostname(&cfg);
         loopback_up();
         envp = build_env(&cfg);
+        if ((cfg.flags & EMBER_CFG_FLAG_TTY) && init_tty_setup() != 0)
+                setup_failed();
 
         if (!(cfg.flags & EMBER_CFG_FLAG_PID1))
                 run_child(&cfg, envp, false);

@@ -121,6 +121,126 @@ int init_passwd_lookup(const char *passwd_path, uint32_t uid, char *home, size_t
         return ret;
 }
 
+/* Reads the next line of a colon-separated database (passwd, group) into line and splits it into
+ * at most nmax fields. Overlong lines are skipped. Returns the field count, or -1 at the end. */
+static int init_db_next(FILE *f, char *line, size_t len, char **field, int nmax)
+{
+        while (fgets(line, (int)len, f)) {
+                char *p = line;
+                int n = 0;
+
+                if (!strchr(line, '\n') && !feof(f)) {
+                        int c;
+                        while ((c = fgetc(f)) != EOF && c != '\n')
+                                ;
+                        continue;
+                }
+                line[strcspn(line, "\n")] = '\0';
+                while (n < nmax) {
+                        field[n++] = p;
+                        p = strchr(p, ':');
+                        if (!p)
+                                break;
+                        *p++ = '\0';
+                }
+                return n;
+        }
+        return -1;
+}
+
+/* A database id: decimal, below UINT32_MAX (-1 is "no id"). */
+static int init_db_id(const char *s, uint32_t *out)
+{
+        unsigned long long v;
+        char *end;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s || *end || *s == '-' || v >= UINT32_MAX)
+                return -1;
+        *out = (uint32_t)v;
+        return 0;
+}
+
+int init_passwd_lookup_name(const char *passwd_path, const char *name, uint32_t *uid, uint32_t *gid,
+                            char *home, size_t homelen)
+{
+        char line[1024], *field[7];
+        int ret = -ENOENT, n;
+        FILE *f;
+
+        f = fopen(passwd_path, "re");
+        if (!f)
+                return -errno;
+        /* name:password:uid:gid:gecos:home:shell; the first entry of a name wins. */
+        while ((n = init_db_next(f, line, sizeof(line), field, 7)) >= 0) {
+                uint32_t u, g;
+
+                if (n < 6 || strcmp(field[0], name) != 0)
+                        continue;
+                if (init_db_id(field[2], &u) || init_db_id(field[3], &g) ||
+                    strlen(field[5]) >= homelen)
+                        continue;
+                *uid = u;
+                *gid = g;
+                strcpy(home, field[5]);
+                ret = 0;
+                break;
+        }
+        fclose(f);
+        return ret;
+}
+
+int init_group_lookup_name(const char *group_path, const char *name, uint32_t *gid)
+{
+        char line[4096], *field[4];
+        int ret = -ENOENT, n;
+        FILE *f;
+
+        f = fopen(group_path, "re");
+        if (!f)
+                return -errno;
+        /* name:password:gid:member,member,... */
+        while ((n = init_db_next(f, line, sizeof(line), field, 4)) >= 0) {
+                if (n < 3 || strcmp(field[0], name) != 0 || init_db_id(field[2], gid))
+                        continue;
+                ret = 0;
+                break;
+        }
+        fclose(f);
+        return ret;
+}
+
+int init_group_members(const char *group_path, const char *user, uint32_t *gids, size_t max)
+{
+        char line[4096], *field[4];
+        size_t count = 0;
+        int n;
+        FILE *f;
+
+        f = fopen(group_path, "re");
+        if (!f)
+                return -errno;
+        while ((n = init_db_next(f, line, sizeof(line), field, 4)) >= 0 && count < max) {
+                uint32_t g;
+                char *member, *save = NULL;
+                bool listed = false, dup = false;
+                size_t i;
+
+                if (n < 4 || init_db_id(field[2], &g))
+                        continue;
+                for (member = strtok_r(field[3], ",", &save); member && !listed;
+                     member = strtok_r(NULL, ",", &save))
+                        listed = strcmp(member, user) == 0;
+                for (i = 0; i < count; i++)
+                        dup = dup || gids[i] == g;
+                if (listed && !dup)
+                        gids[count++] = g;
+        }
+        fclose(f);
+        return (int)count;
+}
+
 const char *init_env_get(char *const *envp, const char *key)
 {
         size_t klen = strlen(key);

@@ -22,6 +22,18 @@ int init_find_port(const char *class_dir, const char *name, char *dev, size_t de
 int init_passwd_lookup(const char *passwd_path, uint32_t uid, char *home, size_t homelen,
                        uint32_t *gid);
 
+/* Looks up a user by name in a passwd file: its uid, primary group and home directory.
+ * 0, -ENOENT or -errno. */
+int init_passwd_lookup_name(const char *passwd_path, const char *name, uint32_t *uid, uint32_t *gid,
+                            char *home, size_t homelen);
+
+/* Looks up a group by name in a group file. 0, -ENOENT or -errno. */
+int init_group_lookup_name(const char *group_path, const char *name, uint32_t *gid);
+
+/* The groups of a group file whose member list names `user` (its supplementary groups): stores
+ * up to `max` gids, without duplicates, and returns how many, or -errno. */
+int init_group_members(const char *group_path, const char *user, uint32_t *gids, size_t max);
+
 /* Value of `key` in a NULL-terminated KEY=VALUE list, or NULL. */
 const char *init_env_get(char *const *envp, const char *key);
 

@@ -72,6 +72,7 @@ enum ember_error {
         EMBER_ERR_RESOURCE,         /* out of memory, threads or file descriptors */
         EMBER_ERR_STATE,            /* call not valid in the object's current state */
         EMBER_ERR_INVALID,          /* any other invalid argument */
+        EMBER_ERR_USER,             /* user or group that cannot be passed */
 };
 
 /* Stable name of an error ("EMBER_ERR_KERNEL"), never NULL. */
@@ -83,8 +84,10 @@ struct ember_builder;
 struct ember_vm;
 
 /* Allocates a builder with defaults: 1 vCPU, 512 MiB, caller's stdin/stdout/stderr, no
- * kernel (required), the default root (none: the initramfs holds only ember-init). NULL on ENOMEM.
- */
+ * kernel, the default root (none: the initramfs holds only ember-init). NULL on ENOMEM.
+ * A build without a kernel takes ember's default guest: the kernel in $EMBER_KERNEL, else the
+ * one `make install` put in $PREFIX/lib/ember/guest/vmlinux, and, if no root was given either,
+ * the root in $EMBER_ROOTFS, else $PREFIX/lib/ember/rootfs (ember's busybox root). */
 EMBER_API struct ember_builder *ember_builder_new(void);
 EMBER_API void ember_builder_free(struct ember_builder *b);
 
@@ -126,11 +129,24 @@ EMBER_API int ember_builder_exec(struct ember_builder *b, const char *path,
 EMBER_API int ember_builder_exec_env(struct ember_builder *b, const char *key, const char *value);
 /* Adds "KEY=VALUE". */
 EMBER_API int ember_builder_exec_env_str(struct ember_builder *b, const char *kv);
+/* Adds the variables of an env file in Docker's format: one KEY=VALUE per line (the value taken
+ * literally, quotes and spaces included), blank lines and lines starting with '#' ignored,
+ * leading white space ignored, and a bare KEY taking the caller's own value (left out when the
+ * caller has none). A missing file, a name with white space or none, or a NUL byte fails with
+ * EMBER_ERR_ENV and a detail naming the file and line. */
+EMBER_API int ember_builder_exec_env_file(struct ember_builder *b, const char *path);
 EMBER_API int ember_builder_exec_workdir(struct ember_builder *b, const char *dir);
 /* resource: "nofile", "nproc", "core", "stack", ... or "RLIMIT_NOFILE"; RLIM_INFINITY allowed. */
 EMBER_API int ember_builder_exec_rlimit(struct ember_builder *b, const char *resource,
                                         uint64_t soft, uint64_t hard);
 EMBER_API int ember_builder_exec_user(struct ember_builder *b, uint32_t uid, uint32_t gid);
+/* "USER[:GROUP]", each a decimal id or a name. Names are resolved in the guest, against the
+ * root's /etc/passwd and /etc/group: a user name gives the uid, its primary group and HOME, and,
+ * when no GROUP is given, its supplementary groups (the /etc/group entries that list it). An
+ * unknown name ends the run with exit code 125 (EMBER_EXIT_SETUP_FAILED) and a message on
+ * stderr naming it. A number alone is also the group, as ember_builder_exec_user(uid, uid).
+ * Replaces an earlier user setting. */
+EMBER_API int ember_builder_exec_user_spec(struct ember_builder *b, const char *spec);
 /* The guest's hostname, 1 to 64 characters. Default: EMBER_DEFAULT_HOSTNAME. */
 #define EMBER_DEFAULT_HOSTNAME "ember"
 EMBER_API int ember_builder_exec_hostname(struct ember_builder *b, const char *hostname);
@@ -148,6 +164,13 @@ EMBER_API int ember_builder_exec_as_pid1(struct ember_builder *b, int enable);
 EMBER_API int ember_builder_console_fds(struct ember_builder *b, int in_fd, int out_fd, int err_fd);
 /* Send the workload's stdout and stderr to a file (created or truncated); stdin is empty. */
 EMBER_API int ember_builder_console_output(struct ember_builder *b, const char *path);
+/* Terminal mode, as `docker run -t`: the workload gets a pseudo-terminal in the guest as its
+ * controlling terminal and stdin/stdout/stderr (stderr merged into stdout, as on a terminal).
+ * in_fd's bytes reach the pty as keyboard input (^C, ^Z become signals in the guest); the
+ * terminal's size at the start is in_fd's, else out_fd's (24x80 if neither is a terminal), and
+ * ember_vm_console_resize changes it. Putting the caller's own terminal in raw mode is the
+ * caller's part. in_fd -1 gives a pty without input. Off by default. */
+EMBER_API int ember_builder_console_tty(struct ember_builder *b, int enable);
 
 /* ---------------------------------------------------------------- devices
  * Besides the console (stdin, stdout, stderr), the VM gets these virtio devices, each on its own
@@ -186,6 +209,10 @@ EMBER_API int ember_vm_exit_handle(struct ember_vm *vm, struct ember_exit_handle
 EMBER_API int ember_exit_handle_trigger(struct ember_exit_handle h);
 EMBER_API void ember_exit_handle_release(struct ember_exit_handle *h);
 
+/* Terminal mode: the workload's terminal is now rows x cols (SIGWINCH in the guest).
+ * Async-signal-safe (call it from a SIGWINCH handler). -ENOTTY without terminal mode. */
+EMBER_API int ember_vm_console_resize(struct ember_vm *vm, unsigned rows, unsigned cols);
+
 /* The exit code, shared: EMBER_EXIT_CODE_UNSET until set; set before observers run.
  * The pointer stays valid until the VM is freed (by ember_vm_free or ember_vm_run). */
 EMBER_API atomic_int *ember_vm_exit_code(struct ember_vm *vm);
@@ -213,7 +240,24 @@ struct ember_metrics_sample {
          * failed, or the final flush ran out of time (EMBER_FLUSH_TIMEOUT_MS), hit its byte cap
          * (EMBER_FLUSH_MAX_BYTES) or was cancelled by a second exit-handle trigger. */
         uint64_t output_dropped_bytes;
+        /* Once the VM has ended (ember_vm_wait): how (enum ember_vm_end), its exit code
+         * (EMBER_EXIT_CODE_UNSET before), and the guest RAM that was resident on the host just
+         * before it was released (0 before). */
+        int end;
+        int exit_code;
+        uint64_t host_resident_end_bytes;
 };
+
+/* How a VM ended. */
+enum ember_vm_end {
+        EMBER_VM_END_NONE = 0,     /* not ended (yet) */
+        EMBER_VM_END_EXITED,       /* the workload's status was reported: the exit code is its */
+        EMBER_VM_END_STOPPED,      /* an exit handle stopped it (EMBER_EXIT_STOPPED) */
+        EMBER_VM_END_GUEST_FAILED, /* the guest stopped without a status: panic, reset, fault */
+        EMBER_VM_END_ERROR,        /* ember failed while running it (ember_vm_error says why) */
+};
+/* "none", "exited", "stopped", "guest_failed", "error"; "unknown" for other values. */
+EMBER_API const char *ember_vm_end_name(int end);
 EMBER_API struct ember_metrics *ember_vm_metrics(struct ember_vm *vm);
 EMBER_API int ember_metrics_sample(struct ember_metrics *m, struct ember_metrics_sample *out);
 EMBER_API void ember_metrics_release(struct ember_metrics *m);

@@ -63,6 +63,12 @@ enum ember_abi_cfg_type {
         EMBER_CFG_RLIMIT = 7,    /* u32 resource (Linux RLIMIT_* number); u64 soft; u64 hard */
         EMBER_CFG_HOSTNAME = 8,  /* string */
         EMBER_CFG_FLAGS = 9,     /* u32, EMBER_CFG_FLAG_* */
+        /* string: a user name, resolved by init in the root's /etc/passwd (uid, primary group,
+         * HOME) with its supplementary groups from /etc/group; excludes EMBER_CFG_UID. An
+         * unknown name fails the run with EMBER_EXIT_SETUP_FAILED. */
+        EMBER_CFG_USER_NAME = 10,
+        /* string: a group name, resolved in /etc/group; excludes EMBER_CFG_GID. */
+        EMBER_CFG_GROUP_NAME = 11,
 };
 
 /* Limits both sides enforce: the host refuses a configuration past them, init refuses to read
@@ -70,7 +76,28 @@ enum ember_abi_cfg_type {
 #define EMBER_ABI_PATH_MAX     4095u /* a path, without its NUL (Linux's PATH_MAX - 1) */
 #define EMBER_ABI_HOSTNAME_MAX 64u   /* HOST_NAME_MAX */
 #define EMBER_ABI_MAX_RLIMITS  16u   /* EMBER_CFG_RLIMIT records */
+/* User and group names: 1 to EMBER_CFG_NAME_MAX bytes, no ':', no newline. */
+#define EMBER_CFG_NAME_MAX 256u
 
 #define EMBER_CFG_FLAG_PID1 0x1u /* exec the workload as PID 1 instead of a child of init */
+/* The workload gets a pseudo-terminal of the guest as its controlling terminal and stdin,
+ * stdout and stderr; init relays between the pty's master and the stdin/stdout ports, and the
+ * stdin port carries the records below instead of raw bytes. */
+#define EMBER_CFG_FLAG_TTY 0x2u
+
+/* Terminal records (EMBER_CFG_FLAG_TTY), host to guest on the stdin port:
+ *   u8 type; u8 reserved (0); u16 len (little-endian); u8 payload[len]
+ * DATA: 1..EMBER_TTY_DATA_MAX bytes of keyboard input, written to the pty as they are (so ^C,
+ *       ^Z, ^\ become signals to the pty's foreground process group by its line discipline).
+ * RESIZE: len 4, u16 rows, u16 cols: the terminal's size, set on the pty with TIOCSWINSZ
+ *       (which sends SIGWINCH to its foreground process group). The host sends one first.
+ * A record with another type or a bad length ends the relay's input (guest side: an error).
+ * The stdout port carries the pty's output unframed; stderr is merged into it, as on a
+ * terminal. */
+#define EMBER_TTY_REC_HDR    4u
+#define EMBER_TTY_DATA_MAX   1024u
+#define EMBER_TTY_REC_DATA   1u
+#define EMBER_TTY_REC_RESIZE 2u
+#define EMBER_TTY_RESIZE_LEN 4u
 
 #endif

@@ -161,12 +161,14 @@ static int encode_exec_config(const struct ember_config *cfg, uint8_t **out, siz
             .env = (const char *const *)cfg->env,
             .envc = cfg->envc,
             .workdir = cfg->workdir,
-            .has_uid = cfg->has_user,
+            .has_uid = cfg->has_user && !cfg->user_name,
             .uid = cfg->uid,
-            .has_gid = cfg->has_user,
+            .has_gid = cfg->has_user && !cfg->group_name && !cfg->group_from_user,
             .gid = cfg->gid,
+            .user_name = cfg->user_name,
+            .group_name = cfg->group_name,
             .hostname = cfg->hostname ? cfg->hostname : EMBER_DEFAULT_HOSTNAME,
-            .flags = cfg->as_pid1 ? EMBER_CFG_FLAG_PID1 : 0,
+            .flags = (cfg->as_pid1 ? EMBER_CFG_FLAG_PID1 : 0) | (cfg->tty ? EMBER_CFG_FLAG_TTY : 0),
         };
         for (size_t i = 0; i < cfg->nrlimits && i < GUEST_CONFIG_MAX_RLIMITS; i++) {
                 g.rlimits[i].resource = cfg->rlimit[i].resource;

@@ -5,10 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "arch/x86_64/layout.h"
 #include "core/guest_config.h"
 #include "core/vm_internal.h"
+#include "ember/guest_abi.h"
+#include "ember_paths.h"
 
 struct ember_builder {
         struct ember_config cfg;
@@ -34,6 +37,7 @@ static const char *const error_names[] = {
     [EMBER_ERR_RESOURCE] = "EMBER_ERR_RESOURCE",
     [EMBER_ERR_STATE] = "EMBER_ERR_STATE",
     [EMBER_ERR_INVALID] = "EMBER_ERR_INVALID",
+    [EMBER_ERR_USER] = "EMBER_ERR_USER",
 };
 
 EMBER_API const char *ember_error_name(enum ember_error err)
@@ -112,6 +116,8 @@ EMBER_API void ember_builder_free(struct ember_builder *b)
         free(c->workdir);
         free(c->hostname);
         free(c->console_output);
+        free(c->user_name);
+        free(c->group_name);
         free(b);
 }
 
@@ -297,6 +303,61 @@ EMBER_API int ember_builder_exec_env(struct ember_builder *b, const char *key, c
         return rc;
 }
 
+EMBER_API int ember_builder_exec_env_file(struct ember_builder *b, const char *path)
+{
+        if (!b)
+                return -EINVAL;
+        if (!path)
+                return fail(b, EMBER_ERR_ENV, EINVAL, "env file: NULL path");
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return fail(b, EMBER_ERR_ENV, errno, "env file '%s': %s", path, strerror(errno));
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t len;
+        int rc = 0;
+        for (unsigned lineno = 1; rc == 0 && (len = getline(&line, &cap, f)) >= 0; lineno++) {
+                if (memchr(line, '\0', (size_t)len)) {
+                        rc = fail(b, EMBER_ERR_ENV, EINVAL, "env file '%s', line %u: NUL byte",
+                                  path, lineno);
+                        break;
+                }
+                if (len > 0 && line[len - 1] == '\n')
+                        line[--len] = 0;
+                if (len > 0 && line[len - 1] == '\r')
+                        line[--len] = 0;
+                char *p = line;
+                if (lineno == 1 && !strncmp(p, "\xef\xbb\xbf", 3))
+                        p += 3; /* a UTF-8 byte order mark */
+                p += strspn(p, " \t\v\f");
+                if (!*p || *p == '#')
+                        continue;
+                char *eq = strchr(p, '=');
+                size_t klen = eq ? (size_t)(eq - p) : strlen(p);
+                if (klen == 0) {
+                        rc = fail(b, EMBER_ERR_ENV, EINVAL,
+                                  "env file '%s', line %u: no variable name before '='", path,
+                                  lineno);
+                } else if (strcspn(p, " \t\v\f") < klen) {
+                        rc = fail(b, EMBER_ERR_ENV, EINVAL,
+                                  "env file '%s', line %u: variable name '%.*s' contains white "
+                                  "space",
+                                  path, lineno, (int)(klen > 64 ? 64 : klen), p);
+                } else if (eq) {
+                        rc = ember_builder_exec_env_str(b, p);
+                } else {
+                        const char *host = getenv(p);
+                        if (host)
+                                rc = ember_builder_exec_env(b, p, host);
+                }
+        }
+        if (rc == 0 && ferror(f))
+                rc = fail(b, EMBER_ERR_ENV, EIO, "env file '%s': read error", path);
+        free(line);
+        fclose(f);
+        return rc;
+}
+
 EMBER_API int ember_builder_exec_workdir(struct ember_builder *b, const char *dir)
 {
         if (!b)
@@ -340,6 +401,74 @@ EMBER_API int ember_builder_exec_user(struct ember_builder *b, uint32_t uid, uin
         b->cfg.has_user = true;
         b->cfg.uid = uid;
         b->cfg.gid = gid;
+        free(b->cfg.user_name);
+        free(b->cfg.group_name);
+        b->cfg.user_name = b->cfg.group_name = NULL;
+        b->cfg.group_from_user = false;
+        return 0;
+}
+
+/* A decimal id below UINT32_MAX (-1 means "none" to the kernel), or a name (0 returned). */
+static int parse_id(const char *s, size_t len, uint32_t *id, bool *numeric)
+{
+        unsigned long long v = 0;
+        *numeric = len > 0;
+        for (size_t i = 0; i < len; i++) {
+                if (s[i] < '0' || s[i] > '9') {
+                        *numeric = false;
+                        return 0;
+                }
+                v = v * 10 + (unsigned)(s[i] - '0');
+                if (v >= UINT32_MAX)
+                        return -1;
+        }
+        *id = (uint32_t)v;
+        return 0;
+}
+
+static bool name_valid(const char *s, size_t len)
+{
+        return len > 0 && len <= EMBER_CFG_NAME_MAX && !memchr(s, '\n', len) &&
+               !memchr(s, ':', len);
+}
+
+EMBER_API int ember_builder_exec_user_spec(struct ember_builder *b, const char *spec)
+{
+        if (!b)
+                return -EINVAL;
+        if (!spec)
+                return fail(b, EMBER_ERR_USER, EINVAL, "user: NULL");
+        const char *colon = strchr(spec, ':');
+        size_t ulen = colon ? (size_t)(colon - spec) : strlen(spec);
+        const char *group = colon ? colon + 1 : NULL;
+        size_t glen = group ? strlen(group) : 0;
+        uint32_t uid = 0, gid = 0;
+        bool unum, gnum = false;
+        if (parse_id(spec, ulen, &uid, &unum) || (group && parse_id(group, glen, &gid, &gnum)))
+                return fail(b, EMBER_ERR_USER, ERANGE, "user '%s': ids must be below 4294967295",
+                            spec);
+        if ((!unum && !name_valid(spec, ulen)) || (group && !gnum && !name_valid(group, glen)))
+                return fail(b, EMBER_ERR_USER, EINVAL,
+                            "user '%s' is not USER[:GROUP] (names or numbers, 1 to %u bytes "
+                            "each, no newline)",
+                            spec, EMBER_CFG_NAME_MAX);
+        char *uname = unum ? NULL : strndup(spec, ulen);
+        char *gname = !group || gnum ? NULL : strdup(group);
+        if ((!unum && !uname) || (group && !gnum && !gname)) {
+                free(uname);
+                free(gname);
+                return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "user: out of memory");
+        }
+        struct ember_config *c = &b->cfg;
+        free(c->user_name);
+        free(c->group_name);
+        c->has_user = true;
+        c->uid = uid;
+        /* A number alone is its own group, as ember_builder_exec_user(uid, uid). */
+        c->gid = group ? gid : uid;
+        c->user_name = uname;
+        c->group_name = gname;
+        c->group_from_user = uname && !group;
         return 0;
 }
 
@@ -387,6 +516,14 @@ EMBER_API int ember_builder_rng(struct ember_builder *b, int enable)
         return 0;
 }
 
+EMBER_API int ember_builder_console_tty(struct ember_builder *b, int enable)
+{
+        if (!b)
+                return -EINVAL;
+        b->cfg.tty = enable != 0;
+        return 0;
+}
+
 EMBER_API int ember_builder_on_exit(struct ember_builder *b, ember_exit_observer fn, void *user)
 {
         if (!b)
@@ -398,6 +535,31 @@ EMBER_API int ember_builder_on_exit(struct ember_builder *b, ember_exit_observer
                             EMBER_MAX_OBSERVERS);
         b->cfg.observer[b->cfg.nobservers++] = (struct ember_observer){fn, user};
         return 0;
+}
+
+#define DEFAULT_KERNEL EMBER_LIBDIR "/guest/vmlinux"
+#define DEFAULT_ROOTFS EMBER_LIBDIR "/rootfs"
+
+/* With no kernel given: EMBER_KERNEL, else the one `make install` put in EMBER_LIBDIR; and
+ * then, with no root given either, EMBER_ROOTFS, else the installed root. */
+static int builder_defaults(struct ember_builder *b)
+{
+        struct ember_config *c = &b->cfg;
+        if (c->kernel_path)
+                return 0;
+        const char *k = getenv("EMBER_KERNEL");
+        if (!k || !*k)
+                k = access(DEFAULT_KERNEL, R_OK) == 0 ? DEFAULT_KERNEL : NULL;
+        if (!k)
+                return 0; /* builder_validate names the problem */
+        int rc = set_str(b, &c->kernel_path, k, EMBER_ERR_KERNEL, "default kernel");
+        if (rc || c->rootfs)
+                return rc;
+        const char *r = getenv("EMBER_ROOTFS");
+        struct stat st;
+        if (!r || !*r)
+                r = stat(DEFAULT_ROOTFS, &st) == 0 && S_ISDIR(st.st_mode) ? DEFAULT_ROOTFS : NULL;
+        return r ? set_str(b, &c->rootfs, r, EMBER_ERR_ROOTFS, "default root") : 0;
 }
 
 /* Checks that need no KVM and no file contents. */
@@ -418,7 +580,10 @@ static int builder_validate(struct ember_builder *b)
                             "memory %zu MiB is too large (at most %u MiB)", c->memory_mib,
                             EMBER_MAX_MEMORY_MIB);
         if (!c->kernel_path)
-                return fail(b, EMBER_ERR_KERNEL, EINVAL, "no kernel given");
+                return fail(b, EMBER_ERR_KERNEL, EINVAL,
+                            "no kernel given, and no default one (EMBER_KERNEL is unset and "
+                            "%s is missing)",
+                            DEFAULT_KERNEL);
         if (!c->exec_path)
                 return fail(b, EMBER_ERR_EXEC, EINVAL, "no command given");
         if (c->rootfs) {
@@ -443,7 +608,9 @@ EMBER_API int ember_builder_build(struct ember_builder *b, struct ember_vm **out
         *out = NULL;
         b->err_code = EMBER_OK;
         b->err[0] = 0;
-        int rc = builder_validate(b);
+        int rc = builder_defaults(b);
+        if (!rc)
+                rc = builder_validate(b);
         if (rc)
                 return rc;
         enum ember_error code = EMBER_OK;

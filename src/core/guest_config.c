@@ -82,6 +82,23 @@ static void gcfg_record_u32(struct gcfg_writer *w, uint16_t type, uint32_t v)
         gcfg_record(w, type, b, sizeof(b));
 }
 
+/* A user or group name as init looks it up: one field of /etc/passwd or /etc/group. */
+static int gcfg_check_name(const char *name, const char *what, char *err, size_t errlen)
+{
+        size_t n;
+
+        if (!name)
+                return 0;
+        n = strlen(name);
+        if (n == 0 || n > EMBER_CFG_NAME_MAX)
+                return gcfg_fail(err, errlen, "%s name must be 1 to %u bytes", what,
+                                 EMBER_CFG_NAME_MAX);
+        if (strpbrk(name, ":\n"))
+                return gcfg_fail(err, errlen, "%s name '%.64s' contains ':' or a newline", what,
+                                 name);
+        return 0;
+}
+
 static int gcfg_validate(const struct guest_config *cfg, char *err, size_t errlen)
 {
         uint32_t seen = 0;
@@ -132,6 +149,13 @@ static int gcfg_validate(const struct guest_config *cfg, char *err, size_t errle
                 return gcfg_fail(err, errlen, "uid 4294967295 (-1) is not a valid user");
         if (cfg->has_gid && cfg->gid == UINT32_MAX)
                 return gcfg_fail(err, errlen, "gid 4294967295 (-1) is not a valid group");
+        if (gcfg_check_name(cfg->user_name, "user", err, errlen) ||
+            gcfg_check_name(cfg->group_name, "group", err, errlen))
+                return -EINVAL;
+        if (cfg->user_name && cfg->has_uid)
+                return gcfg_fail(err, errlen, "both a user name and a uid given");
+        if (cfg->group_name && cfg->has_gid)
+                return gcfg_fail(err, errlen, "both a group name and a gid given");
         if (cfg->nrlimits > GUEST_CONFIG_MAX_RLIMITS)
                 return gcfg_fail(err, errlen, "%zu rlimits, at most %d", cfg->nrlimits,
                                  GUEST_CONFIG_MAX_RLIMITS);
@@ -152,9 +176,9 @@ static int gcfg_validate(const struct guest_config *cfg, char *err, size_t errle
                                          i, rl->resource, (unsigned long long)rl->soft,
                                          (unsigned long long)rl->hard);
         }
-        if (cfg->flags & ~EMBER_CFG_FLAG_PID1)
+        if (cfg->flags & ~(EMBER_CFG_FLAG_PID1 | EMBER_CFG_FLAG_TTY))
                 return gcfg_fail(err, errlen, "unknown flags 0x%x",
-                                 cfg->flags & ~EMBER_CFG_FLAG_PID1);
+                                 cfg->flags & ~(EMBER_CFG_FLAG_PID1 | EMBER_CFG_FLAG_TTY));
         return 0;
 }
 
@@ -193,6 +217,10 @@ static void gcfg_write(const struct guest_config *cfg, struct gcfg_writer *w)
                 gcfg_record_str(w, EMBER_CFG_HOSTNAME, cfg->hostname);
         if (cfg->flags)
                 gcfg_record_u32(w, EMBER_CFG_FLAGS, cfg->flags);
+        if (cfg->user_name)
+                gcfg_record_str(w, EMBER_CFG_USER_NAME, cfg->user_name);
+        if (cfg->group_name)
+                gcfg_record_str(w, EMBER_CFG_GROUP_NAME, cfg->group_name);
 }
 
 int guest_config_encode(const struct guest_config *cfg, uint8_t **out, size_t *len, char *err,

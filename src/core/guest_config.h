@@ -30,14 +30,18 @@ struct guest_config {
         struct guest_config_rlimit rlimits[GUEST_CONFIG_MAX_RLIMITS];
         size_t nrlimits;
         const char *hostname; /* NULL: unset; 1..64 bytes */
-        uint32_t flags;       /* EMBER_CFG_FLAG_* */
+        /* Names init resolves in the root's /etc/passwd and /etc/group (NULL: unset). A user
+         * name excludes has_uid, a group name has_gid. */
+        const char *user_name;
+        const char *group_name;
+        uint32_t flags; /* EMBER_CFG_FLAG_* */
 };
 
 /* Encodes cfg. On success *out is a malloc'd buffer of *len bytes (free() it) and 0 is returned.
  * Returns -EINVAL with a detail naming the bad item in err (exec path missing or too long,
  * NULL string, env entry without '=' or with an empty name, relative workdir, bad hostname,
- * unknown or duplicate rlimit, soft above hard, unknown flags, uid/gid -1, total above
- * EMBER_ABI_CFG_MAX_LEN), or -ENOMEM. */
+ * unknown or duplicate rlimit, soft above hard, unknown flags, uid/gid -1, a bad user/group name or
+ * one given with a number, total above EMBER_ABI_CFG_MAX_LEN), or -ENOMEM. */
 int guest_config_encode(const struct guest_config *cfg, uint8_t **out, size_t *len, char *err,
                         size_t errlen);
 

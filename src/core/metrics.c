@@ -26,6 +26,8 @@ struct ember_metrics {
         uint64_t banked_vcpu_ns; /* CPU time of vCPU threads that have ended */
         atomic_uint_fast64_t init_ns, exec_ns;
         atomic_uint_fast64_t output_dropped;
+        int end, exit_code;
+        uint64_t resident_end;
 };
 
 static uint64_t ts_ns(const struct timespec *ts)
@@ -46,6 +48,7 @@ struct ember_metrics *metrics_new(void)
         if (!m)
                 return NULL;
         atomic_init(&m->refs, 1);
+        m->exit_code = EMBER_EXIT_CODE_UNSET;
         pthread_mutex_init(&m->lock, NULL);
         return m;
 }
@@ -96,11 +99,16 @@ void metrics_attach_memory(struct ember_metrics *m, void *base, size_t len)
         pthread_mutex_unlock(&m->lock);
 }
 
+static uint64_t resident_bytes(void *base, size_t len);
+
 void metrics_detach_memory(struct ember_metrics *m)
 {
         if (!m)
                 return;
         pthread_mutex_lock(&m->lock);
+        /* The last look at the guest's RAM, for the end-of-run figure. */
+        if (m->mem && m->start_ns)
+                m->resident_end = resident_bytes(m->mem, m->mem_len);
         m->mem = NULL;
         m->mem_len = 0;
         pthread_mutex_unlock(&m->lock);
@@ -159,6 +167,31 @@ void metrics_mark_exec(struct ember_metrics *m)
         mark_once(&m->exec_ns);
 }
 
+void metrics_ended(struct ember_metrics *m, enum vm_stop_reason reason, bool by_handle, int code)
+{
+        int end = EMBER_VM_END_ERROR;
+        if (reason == VM_STOP_GUEST_EXIT)
+                end = EMBER_VM_END_EXITED;
+        else if (reason == VM_STOP_GUEST_RESET)
+                end = by_handle ? EMBER_VM_END_STOPPED : EMBER_VM_END_GUEST_FAILED;
+        pthread_mutex_lock(&m->lock);
+        m->end = end;
+        m->exit_code = code;
+        pthread_mutex_unlock(&m->lock);
+}
+
+EMBER_API const char *ember_vm_end_name(int end)
+{
+        static const char *const names[] = {
+            [EMBER_VM_END_NONE] = "none",       [EMBER_VM_END_EXITED] = "exited",
+            [EMBER_VM_END_STOPPED] = "stopped", [EMBER_VM_END_GUEST_FAILED] = "guest_failed",
+            [EMBER_VM_END_ERROR] = "error",
+        };
+        if (end >= 0 && (size_t)end < sizeof(names) / sizeof(names[0]))
+                return names[end];
+        return "unknown";
+}
+
 /* Pages of guest RAM resident on the host, counted with mincore in bounded chunks. */
 static uint64_t resident_bytes(void *base, size_t len)
 {
@@ -204,6 +237,9 @@ EMBER_API int ember_metrics_sample(struct ember_metrics *m, struct ember_metrics
         }
         if (m->mem)
                 out->host_resident_bytes = resident_bytes(m->mem, m->mem_len);
+        out->end = m->end;
+        out->exit_code = m->exit_code;
+        out->host_resident_end_bytes = m->resident_end;
         pthread_mutex_unlock(&m->lock);
         return 0;
 }

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stddef.h>
 
+#include "core/dev_env.h"
 #include "ember/ember.h"
 #include "ember/kvm.h"
 
@@ -25,5 +26,8 @@ void metrics_mark_init(struct ember_metrics *m);
 void metrics_mark_exec(struct ember_metrics *m);
 /* Guest output that never reached its host fd (a dead fd, or the final flush gave up). */
 void metrics_add_dropped(struct ember_metrics *m, uint64_t bytes);
+/* The VM has ended with `code`: `reason` is the first stop's, `by_handle` whether an exit handle
+ * asked for it. */
+void metrics_ended(struct ember_metrics *m, enum vm_stop_reason reason, bool by_handle, int code);
 
 #endif

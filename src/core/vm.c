@@ -12,6 +12,7 @@
 #include "core/metrics.h"
 #include "core/thread.h"
 #include "core/vm_priv.h"
+#include "virtio/console.h"
 
 void vm_set_err(struct ember_vm *vm, const char *fmt, ...)
 {
@@ -112,6 +113,7 @@ EMBER_API int ember_vm_wait(struct ember_vm *vm)
                 code = vm->stopped_by_handle ? EMBER_EXIT_STOPPED : EMBER_EXIT_GUEST_FAILED;
                 atomic_store(&vm->exit_code, code);
         }
+        metrics_ended(vm->metrics, vm->stop_reason, vm->stopped_by_handle, code);
         metrics_stopped(vm->metrics);
         vm_destroy_resources(vm);
         vm->state = VM_WAITED;
@@ -158,6 +160,17 @@ EMBER_API int ember_vm_enter(struct ember_vm *vm)
 EMBER_API const char *ember_vm_error(const struct ember_vm *vm)
 {
         return vm ? vm->err : "no VM";
+}
+
+EMBER_API int ember_vm_console_resize(struct ember_vm *vm, unsigned rows, unsigned cols)
+{
+        if (!vm)
+                return -EINVAL;
+        /* No lock: the device array is fixed while the VM lives (async-signal-safe). */
+        for (unsigned i = 0; i < vm->ndevs; i++)
+                if (vm->dev[i].type == &virtio_console_type)
+                        return virtio_console_resize(vm->dev[i].vd, rows, cols);
+        return -ENODEV;
 }
 
 EMBER_API atomic_int *ember_vm_exit_code(struct ember_vm *vm)

@@ -42,12 +42,18 @@ struct ember_config {
         char *hostname;
         bool has_user;
         uint32_t uid, gid;
+        /* Names the guest resolves (ember_builder_exec_user_spec): a user name replaces uid, a
+         * group name gid; a user name without a group takes its groups from the guest's files. */
+        char *user_name;
+        char *group_name;
+        bool group_from_user;
         struct ember_rlimit_cfg rlimit[EMBER_MAX_RLIMITS];
         size_t nrlimits;
         bool as_pid1;
         bool allow_software_kvm;
         int in_fd, out_fd, err_fd;
         char *console_output;
+        bool tty; /* ember_builder_console_tty: stdin framed for ember-init's pty (core/tty.c) */
         struct ember_observer observer[EMBER_MAX_OBSERVERS];
         size_t nobservers;
         /* devices (src/core/device_table.c) */

@@ -15,6 +15,7 @@
 #include "core/devices.h"
 #include "core/err.h"
 #include "core/hostfd.h"
+#include "core/tty.h"
 #include "ember/guest_abi.h"
 
 #define IN_BUF_SIZE   (64u * 1024u)
@@ -50,6 +51,7 @@ struct virtio_console {
         struct virtio_dev *vd;
         struct dev_env env;
         int owned_fd[3]; /* our duplicates of the caller's fds (table-created consoles), or -1 */
+        struct tty_relay *tty; /* terminal mode: stdin arrives framed through it, or NULL */
 
         bool ports_added;
         struct port_state port[VIRTIO_CONSOLE_NR_PORTS];
@@ -588,6 +590,7 @@ static void console_free(void *dev)
                         evloop_del(c->env.loop, hostfd_writer_room_fd(s->w));
                 hostfd_writer_destroy(s->w);
         }
+        tty_relay_destroy(c->tty); /* reads owned_fd[0]: before it is closed */
         for (unsigned i = 0; i < 3; i++)
                 if (c->owned_fd[i] >= 0)
                         close(c->owned_fd[i]);
@@ -714,6 +717,12 @@ struct virtio_dev *virtio_console_dev(struct virtio_console *c)
         return c->vd;
 }
 
+int virtio_console_resize(struct virtio_dev *vd, unsigned rows, unsigned cols)
+{
+        struct virtio_console *c = virtio_dev_priv(vd);
+        return c->tty ? tty_relay_resize(c->tty, rows, cols) : -ENOTTY;
+}
+
 /* ------------------------------------------------------------------ device table */
 
 static unsigned console_count(const struct ember_config *cfg)
@@ -752,19 +761,30 @@ static int console_table_create(const struct dev_env *env, const struct ember_co
                                                 names[i], fds[i], strerror(errno));
                 }
         }
+        /* Terminal mode: the console reads the relay's records instead of stdin (core/tty.c). */
+        struct tty_relay *tty = NULL;
+        int in_fd = owned[0];
+        if (!rc && cfg->tty) {
+                unsigned rows = 24, cols = 80;
+                if (tty_size_of(owned[0], &rows, &cols) != 0)
+                        tty_size_of(owned[1], &rows, &cols);
+                rc = tty_relay_create(&tty, owned[0], rows, cols, &in_fd, err, errlen);
+        }
         struct virtio_console *c = NULL;
         if (!rc) {
                 int out_fd = owned[1];
                 int err_fd = cfg->console_output ? owned[1] : owned[2];
-                rc = virtio_console_create(env, owned[0], out_fd, err_fd, &c, err, errlen);
+                rc = virtio_console_create(env, in_fd, out_fd, err_fd, &c, err, errlen);
         }
         if (rc) {
+                tty_relay_destroy(tty);
                 for (int i = 0; i < 3; i++)
                         if (owned[i] >= 0)
                                 close(owned[i]);
                 return rc;
         }
         memcpy(c->owned_fd, owned, sizeof(owned));
+        c->tty = tty;
         *out = c->vd;
         return 0;
 }

@@ -89,6 +89,13 @@ struct virtio_dev *virtio_console_dev(struct virtio_console *c);
 uint64_t virtio_console_flush(struct virtio_console *c, const struct timespec *deadline,
                               uint64_t max_bytes, int cancel_fd);
 
+/* Terminal mode (ember_builder_console_tty): sends a new window size to the guest's pty.
+ * -ENOTTY without terminal mode. Async-signal-safe. */
+int virtio_console_resize(struct virtio_dev *vd, unsigned rows, unsigned cols);
+struct vm_device_type;
+/* The console's entry in the device table. */
+extern const struct vm_device_type virtio_console_type;
+
 void virtio_console_get_stats(struct virtio_console *c, struct virtio_console_stats *s);
 
 #endif

@@ -117,6 +117,9 @@ static void t_exit_handle_stops_sleep(void)
         REQUIRE_EQ(ember_metrics_sample(m, &ms), 0);
         CHECK(ms.exits_total > 0);
         CHECK(ms.vcpu_time_ns > 0);
+        CHECK_EQ(ms.end, EMBER_VM_END_STOPPED);
+        CHECK_EQ(ms.exit_code, EMBER_EXIT_STOPPED);
+        CHECK_STR(ember_vm_end_name(ms.end), "stopped");
         printf("    stopped `sleep 1000` %.2f s after start; %llu exits, vCPU time %.2f s\n",
                (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
                (unsigned long long)ms.exits_total, (double)ms.vcpu_time_ns / 1e9);
@@ -149,6 +152,9 @@ static void t_metrics_while_guest_runs(void)
         CHECK(s.host_resident_bytes > (1u << 20)); /* at least the kernel is resident */
         CHECK(s.host_resident_bytes <= s.memory_bytes);
         CHECK_EQ(s.memory_bytes, 128u << 20);
+        CHECK_EQ(s.end, EMBER_VM_END_NONE);
+        CHECK_EQ(s.exit_code, EMBER_EXIT_CODE_UNSET);
+        CHECK_EQ(s.host_resident_end_bytes, 0);
         printf("    while running: uptime %.2f s, vCPU %.2f s, exits %llu (io %llu, mmio %llu), "
                "resident %llu MiB of %llu\n",
                (double)s.uptime_ns / 1e9, (double)s.vcpu_time_ns / 1e9,
@@ -163,6 +169,11 @@ static void t_metrics_while_guest_runs(void)
         REQUIRE_EQ(ember_metrics_sample(m, &s), 0);
         CHECK_EQ(s.running, 0);
         CHECK_EQ(s.host_resident_bytes, 0);
+        /* The last look before the memory went: at least the kernel was resident. */
+        CHECK(s.host_resident_end_bytes > (1u << 20));
+        CHECK(s.host_resident_end_bytes <= s.memory_bytes);
+        CHECK_EQ(s.end, EMBER_VM_END_EXITED);
+        CHECK_EQ(s.exit_code, 0);
         ember_metrics_release(m);
         ember_vm_free(vm);
         close(out[0]);

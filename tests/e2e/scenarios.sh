@@ -223,6 +223,66 @@ guest as_pid1 7 'pid 1\nsh\n' --as-pid1 \
 guest as_pid1_not_found 127 '' --as-pid1 -- /nonexistent/program
 guest as_pid1_user 0 '1000\n1\n' --as-pid1 --user 1000 -- sh -c 'id -u; echo $$'
 
+# --- Docker's habits: env files, a bare --env KEY, user names, --timeout -----------------------
+# --env-file: KEY=VALUE taken literally (spaces and quotes kept), comments and blank lines
+# skipped, leading white space ignored, a bare KEY passes ember's own value (nothing when ember
+# has none), a later line wins.
+printf '%s\n' '# a comment' '' '   A=first' 'B= spaced "quoted" ' 'EMBER_E2E_FROM_HOST' \
+	'EMBER_E2E_NOT_SET' 'C=x=y' '  # indented comment' 'A=second' >"$SCRATCH/env.list"
+printf '[%s]' 'second' ' spaced "quoted" ' 'from the host' 'unset' 'x=y' >"$SCRATCH/want.envfile"
+export EMBER_E2E_FROM_HOST='from the host'
+unset EMBER_E2E_NOT_SET
+guest_file env_file 0 "$SCRATCH/want.envfile" --env-file "$SCRATCH/env.list" \
+	-- sh -c 'printf "[%s]" "$A" "$B" "$EMBER_E2E_FROM_HOST" "${EMBER_E2E_NOT_SET-unset}" "$C"'
+guest env_bare_key_from_host 0 '[from the host][unset][given]\n' \
+	--env EMBER_E2E_FROM_HOST --env EMBER_E2E_NOT_SET --env-file "$SCRATCH/env.list" --env A=given \
+	-- sh -c 'printf "[%s][%s][%s]\n" "$EMBER_E2E_FROM_HOST" "${EMBER_E2E_NOT_SET-unset}" "$A"'
+# --user NAME[:GROUP], resolved in the guest against the root's own /etc/passwd and /etc/group:
+# a root of the default one's files plus users of its own.
+users_root=$SCRATCH/users-root
+if selected 'user_name|group_name|unknown_user|unknown_group'; then
+	rm -rf "$users_root" && cp -a "$ROOTFS" "$users_root" && mkdir -p "$users_root/home/alice" &&
+		printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'alice:x:1000:1001:Alice:/home/alice:/bin/sh' \
+			'bob:x:1002:1002::/:/bin/sh' >"$users_root/etc/passwd" &&
+		printf '%s\n' 'root:x:0:' 'wheel:x:10:bob,alice' 'staff:x:50:alice' 'alice:x:1001:' \
+			'bob:x:1002:' 'other:x:60:bob' >"$users_root/etc/group" ||
+		echo "    could not make $users_root"
+fi
+# A name alone: its uid, primary group, HOME, and the groups that list it.
+guest user_name 0 '1000\n1001\n1001 10 50\n/home/alice\n' --rootfs "$users_root" --user alice \
+	-- sh -c 'id -u; id -g; id -G; echo "$HOME"'
+# With a group (name or number): that group only, as Docker does.
+guest user_name_group_name 0 '1000\n50\n50\n' --rootfs "$users_root" --user alice:staff \
+	-- sh -c 'id -u; id -g; id -G'
+guest user_number_group_name 0 '4321\n10\n' --rootfs "$users_root" --user 4321:wheel \
+	-- sh -c 'id -u; id -g'
+guest user_name_group_number 0 '1002\n77\n' --rootfs "$users_root" --user bob:77 \
+	-- sh -c 'id -u; id -g'
+check_names_user() {
+	why="stderr does not name the user 'nosuchuser': '$(excerpt "$SCRATCH/err")'"
+	grep -q "nosuchuser" "$SCRATCH/err"
+}
+after=check_names_user
+guest unknown_user_125 125 '' --rootfs "$users_root" --user nosuchuser -- echo should-not-run
+after=
+check_names_group() {
+	why="stderr does not name the group 'nosuchgroup': '$(excerpt "$SCRATCH/err")'"
+	grep -q "nosuchgroup" "$SCRATCH/err"
+}
+after=check_names_group
+guest unknown_group_125 125 '' --rootfs "$users_root" --user alice:nosuchgroup -- echo no
+after=
+# --timeout: a run that ends in time keeps its own status; one that does not is stopped (124,
+# and a message).
+guest timeout_not_reached 3 'in time\n' --timeout 300 -- sh -c 'echo in time; exit 3'
+check_timeout_message() {
+	why="no message about --timeout on stderr: '$(excerpt "$SCRATCH/err")'"
+	grep -q -- "--timeout" "$SCRATCH/err"
+}
+after=check_timeout_message
+guest timeout_stops_sleep 124 '' --timeout 2 -- sleep 1000
+after=
+
 # --- what ember-init does for the workload -----------------------------------------------------
 guest init_mounts 0 '/proc\n/sys\n/dev\n/dev/pts\n/dev/shm\n/tmp\n/run\n' \
 	-- sh -c 'for m in /proc /sys /dev /dev/pts /dev/shm /tmp /run; do
@@ -277,17 +337,19 @@ after=
 # Binary input larger than any pipe or ring buffer: the start of the kernel image.
 head -c 300000 "$KERNEL" >"$SCRATCH/stdin.bin"
 IN="$SCRATCH/stdin.bin"
-guest_file stdin_binary_cat 0 "$SCRATCH/stdin.bin" -- cat
+guest_file stdin_binary_cat 0 "$SCRATCH/stdin.bin" -i -- cat
 check_wc() {
 	n=$(tr -d ' \n' <"$SCRATCH/out")
 	why="wc -c in the guest counted '$n' bytes, want 300000"
 	[ "$n" = 300000 ]
 }
 after=check_wc
-guest_file stdin_wc_bytes 0 '' -- wc -c
+guest_file stdin_wc_bytes 0 '' --interactive -- wc -c
 after=
+# As docker run: without -i the workload's stdin is empty, whatever ember's is.
+guest stdin_not_forwarded_without_i 0 '' -- cat
 IN=
-guest stdin_empty_eof 0 '' -- cat
+guest stdin_empty_eof 0 '' -i -- cat
 # --console-output: both streams go to the file, nothing to ember's own stdout.
 check_console_file() {
 	why="console file: '$(excerpt "$SCRATCH/console.txt" 2>/dev/null)', want the lines out and err"
@@ -437,6 +499,17 @@ bad_input bad_memory_huge --kernel "$KERNEL" --rootfs "$ROOTFS" --memory 9999999
 bad_input bad_missing_rootfs --kernel "$KERNEL" --rootfs "$SCRATCH/no-such-dir" -- true
 bad_input bad_no_command --kernel "$KERNEL" --rootfs "$ROOTFS"
 bad_input bad_unknown_option --kernel "$KERNEL" --rootfs "$ROOTFS" --no-such-option -- true
+bad_input bad_timeout_0 --kernel "$KERNEL" --rootfs "$ROOTFS" --timeout 0 -- true
+bad_input bad_timeout_negative --kernel "$KERNEL" --rootfs "$ROOTFS" --timeout -5 -- true
+bad_input bad_timeout_not_a_number --kernel "$KERNEL" --rootfs "$ROOTFS" --timeout soon -- true
+bad_input bad_env_file_missing --kernel "$KERNEL" --rootfs "$ROOTFS" \
+	--env-file "$SCRATCH/no-such-env-file" -- true
+printf 'GOOD=1\nBAD NAME=2\n' >"$SCRATCH/bad.env"
+bad_input bad_env_file_malformed --kernel "$KERNEL" --rootfs "$ROOTFS" \
+	--env-file "$SCRATCH/bad.env" -- true
+bad_input bad_user_malformed --kernel "$KERNEL" --rootfs "$ROOTFS" --user 'a:b:c' -- true
+bad_input bad_metrics_json_unwritable --kernel "$KERNEL" --rootfs "$ROOTFS" \
+	--metrics-json "$SCRATCH/no-such-dir/m.json" -- true
 
 # --- ember kvm-info ----------------------------------------------------------------------------
 # Both paths run where /dev/kvm is hardware-backed (directly with vmx/svm, or inside the TCG

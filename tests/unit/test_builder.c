@@ -118,6 +118,79 @@ static void t_env_validation(void)
         ember_builder_free(b);
 }
 
+static char envdir[64];
+
+static const char *env_file(const char *name, const char *content)
+{
+        static char path[128];
+        snprintf(path, sizeof(path), "%s/%s", envdir, name);
+        FILE *f = fopen(path, "w");
+        REQUIRE(f);
+        fputs(content, f);
+        fclose(f);
+        return path;
+}
+
+/* What the values become is checked in a booted guest (e2e env_file_*); here, what is refused. */
+static void t_env_file(void)
+{
+        strcpy(envdir, "/tmp/ember-envfile.XXXXXX");
+        REQUIRE(mkdtemp(envdir));
+        struct ember_builder *b = valid_builder();
+        setenv("EMBER_TEST_FROM_HOST", "host value", 1);
+        unsetenv("EMBER_TEST_UNSET");
+        CHECK_EQ(ember_builder_exec_env_file(
+                     b, env_file("good", "\xef\xbb\xbf# comment\n\n   \t\nA=1\n  B= x \n"
+                                         "C=\"quoted\" 'kept'\r\nEMBER_TEST_FROM_HOST\n"
+                                         "EMBER_TEST_UNSET\nD=a=b\nE=\n#F=no\nA=2")),
+                 0);
+        ember_builder_free(b);
+
+        b = valid_builder();
+        CHECK_EQ(ember_builder_exec_env_file(b, env_file("space", "OK=1\nBAD NAME=1\n")), -EINVAL);
+        CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_ENV);
+        CHECK(strstr(ember_builder_error(b), "line 2") != NULL);
+        CHECK(strstr(ember_builder_error(b), "white space") != NULL);
+        CHECK_EQ(ember_builder_exec_env_file(b, env_file("noname", "=value\n")), -EINVAL);
+        CHECK(strstr(ember_builder_error(b), "line 1") != NULL);
+        CHECK_EQ(ember_builder_exec_env_file(b, env_file("trailing", "KEY \n")), -EINVAL);
+        CHECK_EQ(ember_builder_exec_env_file(b, "/nonexistent/env"), -ENOENT);
+        CHECK(strstr(ember_builder_error(b), "/nonexistent/env") != NULL);
+        {
+                const char *p = env_file("nul", "A=1\n");
+                FILE *f = fopen(p, "a");
+                REQUIRE(f);
+                fwrite("B=\0\n", 1, 4, f);
+                fclose(f);
+                CHECK_EQ(ember_builder_exec_env_file(b, p), -EINVAL);
+                CHECK(strstr(ember_builder_error(b), "NUL") != NULL);
+        }
+        ember_builder_free(b);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", envdir);
+        CHECK_EQ(system(cmd), 0);
+}
+
+static void t_user_spec(void)
+{
+        struct ember_builder *b = valid_builder();
+        CHECK_EQ(ember_builder_exec_user_spec(b, "1000"), 0);
+        CHECK_EQ(ember_builder_exec_user_spec(b, "alice"), 0);
+        CHECK_EQ(ember_builder_exec_user_spec(b, "alice:staff"), 0);
+        CHECK_EQ(ember_builder_exec_user_spec(b, "1000:staff"), 0);
+        CHECK_EQ(ember_builder_exec_user_spec(b, "alice:50"), 0);
+        CHECK_EQ(ember_builder_exec_user_spec(b, ""), -EINVAL);
+        CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_USER);
+        CHECK_EQ(ember_builder_exec_user_spec(b, ":staff"), -EINVAL);
+        CHECK_EQ(ember_builder_exec_user_spec(b, "alice:"), -EINVAL);
+        CHECK_EQ(ember_builder_exec_user_spec(b, "a:b:c"), -EINVAL);
+        CHECK(strstr(ember_builder_error(b), "a:b:c") != NULL);
+        CHECK_EQ(ember_builder_exec_user_spec(b, "4294967295"), -ERANGE);
+        CHECK_EQ(ember_builder_exec_user_spec(b, "1:99999999999999999999"), -ERANGE);
+        CHECK_EQ(ember_builder_exec_user_spec(b, NULL), -EINVAL);
+        ember_builder_free(b);
+}
+
 static void t_workdir_rlimit_hostname(void)
 {
         struct ember_builder *b = valid_builder();
@@ -198,6 +271,8 @@ int main(void)
         T_RUN(t_rootfs_missing_or_not_dir);
         T_RUN(t_no_command);
         T_RUN(t_env_validation);
+        T_RUN(t_env_file);
+        T_RUN(t_user_spec);
         T_RUN(t_workdir_rlimit_hostname);
         T_RUN(t_cmdline_validation);
         T_RUN(t_observers_and_null_args);

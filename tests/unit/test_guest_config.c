@@ -265,6 +265,70 @@ static void t_encode_rejects(void)
         expect_encode_error(&c, "uid", __LINE__);
 }
 
+/* User and group names travel as strings; the guest resolves them. */
+static void t_user_and_group_names(void)
+{
+        struct guest_config c = {.exec_path = "id", .user_name = "alice", .group_name = "staff"};
+        struct init_config d;
+        char err[256];
+        size_t len;
+        uint8_t *buf = encode_ok(&c, &len);
+        struct raw r;
+
+        REQUIRE_EQ(init_config_parse(buf, len, &d, err, sizeof(err)), 0);
+        CHECK_STR(d.user_name, "alice");
+        CHECK_STR(d.group_name, "staff");
+        CHECK(!d.has_uid && !d.has_gid);
+        init_config_release(&d);
+        free(buf);
+        /* A numeric uid with a group name. */
+        c = (struct guest_config){.exec_path = "id", .has_uid = true, .uid = 7, .group_name = "g"};
+        buf = encode_ok(&c, &len);
+        REQUIRE_EQ(init_config_parse(buf, len, &d, err, sizeof(err)), 0);
+        CHECK(d.has_uid && d.uid == 7 && d.user_name == NULL);
+        CHECK_STR(d.group_name, "g");
+        init_config_release(&d);
+        free(buf);
+
+        c = (struct guest_config){.exec_path = "id", .user_name = "a:b"};
+        expect_encode_error(&c, "user name", __LINE__);
+        c.user_name = "";
+        expect_encode_error(&c, "user name", __LINE__);
+        c.user_name = "new\nline";
+        expect_encode_error(&c, "user name", __LINE__);
+        c = (struct guest_config){.exec_path = "id", .user_name = "a", .has_uid = true};
+        expect_encode_error(&c, "uid", __LINE__);
+        c = (struct guest_config){.exec_path = "id", .group_name = "g", .has_gid = true};
+        expect_encode_error(&c, "gid", __LINE__);
+
+        raw_init(&r);
+        raw_str(&r, EMBER_CFG_EXEC_PATH, "id");
+        raw_str(&r, EMBER_CFG_USER_NAME, "x:y");
+        expect_reject(&r, "user name with ':'");
+        raw_init(&r);
+        raw_str(&r, EMBER_CFG_EXEC_PATH, "id");
+        raw_str(&r, EMBER_CFG_GROUP_NAME, "");
+        expect_reject(&r, "empty group name");
+        raw_init(&r);
+        raw_str(&r, EMBER_CFG_EXEC_PATH, "id");
+        raw_str(&r, EMBER_CFG_USER_NAME, "a");
+        raw_str(&r, EMBER_CFG_USER_NAME, "b");
+        expect_reject(&r, "two user names");
+        {
+                uint8_t one[4] = {1, 0, 0, 0};
+                raw_init(&r);
+                raw_str(&r, EMBER_CFG_EXEC_PATH, "id");
+                raw_str(&r, EMBER_CFG_USER_NAME, "a");
+                raw_rec(&r, EMBER_CFG_UID, one, 4);
+                expect_reject(&r, "user name and uid");
+                raw_init(&r);
+                raw_str(&r, EMBER_CFG_EXEC_PATH, "id");
+                raw_rec(&r, EMBER_CFG_GID, one, 4);
+                raw_str(&r, EMBER_CFG_GROUP_NAME, "g");
+                expect_reject(&r, "group name and gid");
+        }
+}
+
 static void t_encode_rejects_too_large(void)
 {
         size_t n = EMBER_ABI_CFG_MAX_LEN;
@@ -410,8 +474,8 @@ static void t_decode_record_errors(void)
         expect_reject(&r, "type 0");
         raw_init(&r);
         raw_str(&r, EMBER_CFG_EXEC_PATH, "/bin/sh");
-        raw_str(&r, 10, "x");
-        expect_reject(&r, "type 10");
+        raw_str(&r, EMBER_CFG_GROUP_NAME + 1, "x");
+        expect_reject(&r, "the first unknown type");
         raw_init(&r);
         raw_str(&r, EMBER_CFG_EXEC_PATH, "/bin/sh");
         raw_str(&r, 0xffff, "");
@@ -482,7 +546,7 @@ static void t_decode_record_errors(void)
 
         raw_init(&r);
         raw_str(&r, EMBER_CFG_EXEC_PATH, "/a");
-        raw_rec(&r, EMBER_CFG_FLAGS, "\x02\0\0\0", 4);
+        raw_rec(&r, EMBER_CFG_FLAGS, "\x04\0\0\0", 4);
         expect_reject(&r, "unknown flag");
 
         raw_init(&r);
@@ -571,6 +635,7 @@ int main(void)
         T_RUN(t_roundtrip_minimal);
         T_RUN(t_roundtrip_all_rlimits);
         T_RUN(t_encode_rejects);
+        T_RUN(t_user_and_group_names);
         T_RUN(t_encode_rejects_too_large);
         T_RUN(t_rlimit_names);
         T_RUN(t_decode_header_errors);

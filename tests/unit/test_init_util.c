@@ -153,6 +153,66 @@ static void t_passwd_lookup(void)
         rm_tmpdir();
 }
 
+static void t_user_and_group_by_name(void)
+{
+        char passwd[128], group[128], home[64];
+        uint32_t uid = 0, gid = 0, gids[8];
+        int n;
+
+        make_tmpdir();
+        write_file("passwd",
+                   "root:x:0:0:root:/root:/bin/sh\n"
+                   "broken\n"
+                   "bad:x:12x:1:b:/bad:/bin/sh\n"
+                   "alice:x:1000:1001:Alice:/home/alice:/bin/sh\n"
+                   "alice:x:2000:2000:second entry:/other:/bin/sh\n"
+                   "bob:x:1002:1002::/home/bob",
+                   0644);
+        write_file("group",
+                   "root:x:0:\n"
+                   "staff:x:50:bob,alice\n"
+                   "wheel:x:10:alice\n"
+                   "bad:x:nope:alice\n"
+                   "alicegroup:x:1001:\n"
+                   "again:x:50:alice\n"
+                   "other:x:60:alicex,xalice\n"
+                   "nomembers:x:70",
+                   0644);
+        snprintf(passwd, sizeof(passwd), "%s/passwd", tmpdir);
+        snprintf(group, sizeof(group), "%s/group", tmpdir);
+
+        CHECK_EQ(init_passwd_lookup_name(passwd, "alice", &uid, &gid, home, sizeof(home)), 0);
+        CHECK_EQ(uid, 1000); /* the first entry of a name wins */
+        CHECK_EQ(gid, 1001);
+        CHECK_STR(home, "/home/alice");
+        CHECK_EQ(init_passwd_lookup_name(passwd, "bob", &uid, &gid, home, sizeof(home)), 0);
+        CHECK_EQ(uid, 1002);
+        CHECK_EQ(init_passwd_lookup_name(passwd, "bad", &uid, &gid, home, sizeof(home)), -ENOENT);
+        CHECK_EQ(init_passwd_lookup_name(passwd, "ali", &uid, &gid, home, sizeof(home)), -ENOENT);
+        CHECK_EQ(init_passwd_lookup_name(passwd, "1000", &uid, &gid, home, sizeof(home)), -ENOENT);
+        CHECK_EQ(
+            init_passwd_lookup_name("/nonexistent/passwd", "root", &uid, &gid, home, sizeof(home)),
+            -ENOENT);
+
+        CHECK_EQ(init_group_lookup_name(group, "wheel", &gid), 0);
+        CHECK_EQ(gid, 10);
+        CHECK_EQ(init_group_lookup_name(group, "nomembers", &gid), 0);
+        CHECK_EQ(gid, 70);
+        CHECK_EQ(init_group_lookup_name(group, "bad", &gid), -ENOENT);
+        CHECK_EQ(init_group_lookup_name(group, "nosuch", &gid), -ENOENT);
+
+        /* Listed in staff, wheel and again (same gid as staff: once); not in "other". */
+        n = init_group_members(group, "alice", gids, 8);
+        REQUIRE_EQ(n, 2);
+        CHECK_EQ(gids[0], 50);
+        CHECK_EQ(gids[1], 10);
+        CHECK_EQ(init_group_members(group, "alice", gids, 1), 1);
+        CHECK_EQ(init_group_members(group, "bob", gids, 8), 1);
+        CHECK_EQ(init_group_members(group, "nobody", gids, 8), 0);
+        CHECK_EQ(init_group_members("/nonexistent/group", "alice", gids, 8), -ENOENT);
+        rm_tmpdir();
+}
+
 static void t_env_get(void)
 {
         char *env[] = {"PATHX=1", "PATH=/bin", "EMPTY=", "A=b=c", NULL};
@@ -235,6 +295,7 @@ int main(void)
         T_RUN(t_status_from_exec_errno);
         T_RUN(t_find_port);
         T_RUN(t_passwd_lookup);
+        T_RUN(t_user_and_group_by_name);
         T_RUN(t_env_get);
         T_RUN(t_exec);
         return T_DONE();
