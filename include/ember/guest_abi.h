@@ -62,7 +62,15 @@ enum ember_abi_cfg_type {
         EMBER_CFG_RLIMIT = 7,    /* u32 resource (Linux RLIMIT_* number); u64 soft; u64 hard */
         EMBER_CFG_HOSTNAME = 8,  /* string */
         EMBER_CFG_FLAGS = 9,     /* u32, EMBER_CFG_FLAG_* */
+        /* Root on a disk (virtio-blk): init mounts ROOT_DEV (type ROOT_FSTYPE, read-only with
+         * EMBER_CFG_ROOT_RO) and makes it "/" before anything else of the workload's. The
+         * three come together. */
+        EMBER_CFG_ROOT_DEV = 20,    /* string: "/dev/vda" */
+        EMBER_CFG_ROOT_FSTYPE = 21, /* string: "ext4" */
+        EMBER_CFG_ROOT_FLAGS = 22,  /* u32, EMBER_CFG_ROOT_* */
 };
+
+#define EMBER_CFG_ROOT_RO 0x1u /* mount the root disk read-only */
 
 #define EMBER_CFG_FLAG_PID1 0x1u /* exec the workload as PID 1 instead of a child of init */
 

@@ -17,6 +17,12 @@ struct ember_rlimit_cfg {
         uint64_t soft, hard;
 };
 
+struct ember_disk_cfg {
+        char *path;
+        char *serial; /* NULL: "ember-vdX" */
+        bool read_only;
+};
+
 struct ember_observer {
         ember_exit_observer fn;
         void *user;
@@ -51,6 +57,11 @@ struct ember_config {
         size_t nobservers;
         /* devices (src/core/device_table.c) */
         bool no_rng;
+        /* virtio-blk: disk[0] is the root disk when root_disk is set */
+        struct ember_disk_cfg disk[EMBER_MAX_DISKS];
+        unsigned ndisks;
+        bool root_disk;
+        char *root_fstype; /* given, or detected at build */
 };
 
 /* printf into an error buffer (NULL or 0 length: nothing written); returns -err, so call sites
