@@ -60,6 +60,12 @@ static const char *cfg_type_name(uint16_t type)
                 return "hostname";
         case EMBER_CFG_FLAGS:
                 return "flags";
+        case EMBER_CFG_ROOT_DEV:
+                return "root device";
+        case EMBER_CFG_ROOT_FSTYPE:
+                return "root file system type";
+        case EMBER_CFG_ROOT_FLAGS:
+                return "root flags";
         }
         return "unknown";
 }
@@ -92,6 +98,7 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
         bool seen[EMBER_CFG_FLAGS + 1] = {false};
         size_t argc = 0, envc = 0, nrlimits = 0;
         uint32_t rlimit_seen = 0;
+        bool root_seen[3] = {false, false, false}; /* EMBER_CFG_ROOT_DEV.. */
 
         *string_bytes = 0;
         while (off < len) {
@@ -239,6 +246,45 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
                         nrlimits++;
                         break;
                 }
+                case EMBER_CFG_ROOT_DEV:
+                case EMBER_CFG_ROOT_FSTYPE:
+                case EMBER_CFG_ROOT_FLAGS: {
+                        unsigned k = type - EMBER_CFG_ROOT_DEV;
+
+                        if (root_seen[k])
+                                return cfg_fail(err, errlen, "record %zu: duplicate %s", index,
+                                                name);
+                        root_seen[k] = true;
+                        if (type == EMBER_CFG_ROOT_FLAGS) {
+                                if (vlen != 4)
+                                        return cfg_fail(err, errlen,
+                                                        "record %zu (%s): length %u, want 4", index,
+                                                        name, vlen);
+                                if (cfg_le32(v) & ~EMBER_CFG_ROOT_RO)
+                                        return cfg_fail(err, errlen,
+                                                        "record %zu: unknown root flags 0x%x",
+                                                        index, cfg_le32(v) & ~EMBER_CFG_ROOT_RO);
+                                if (sink)
+                                        cfg->root_flags = cfg_le32(v);
+                                break;
+                        }
+                        if (vlen == 0 || vlen > INIT_CFG_PATH_MAX || memchr(v, '\0', vlen))
+                                return cfg_fail(err, errlen, "record %zu (%s): bad string", index,
+                                                name);
+                        if (type == EMBER_CFG_ROOT_DEV && v[0] != '/')
+                                return cfg_fail(err, errlen,
+                                                "record %zu: root device is not an absolute path",
+                                                index);
+                        *string_bytes += (size_t)vlen + 1;
+                        if (sink) {
+                                char *s = cfg_string(sink, v, vlen);
+                                if (type == EMBER_CFG_ROOT_DEV)
+                                        cfg->root_dev = s;
+                                else
+                                        cfg->root_fstype = s;
+                        }
+                        break;
+                }
                 default:
                         return cfg_fail(err, errlen, "record %zu at offset %zu: unknown type %u",
                                         index, off, type);
@@ -248,6 +294,9 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
         }
         if (!seen[EMBER_CFG_EXEC_PATH])
                 return cfg_fail(err, errlen, "no exec path record");
+        if (root_seen[0] != root_seen[1] || (root_seen[2] && !root_seen[0]))
+                return cfg_fail(err, errlen,
+                                "root device and its file system type must come together");
         cfg->argc = argc;
         cfg->envc = envc;
         cfg->nrlimits = nrlimits;

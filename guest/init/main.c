@@ -14,6 +14,7 @@
  * on the console and reboots (the kernel's reboot= option picks how; under QEMU, reboot=t with
  * -no-reboot ends the VM). */
 #include "config.h"
+#include "rootdisk.h"
 #include "util.h"
 
 #include "ember/guest_abi.h"
@@ -661,6 +662,15 @@ int main(int argc, char **argv)
         setup_console();
         setup_stdio();
         read_config(&cfg);
+        if (cfg.root_dev) {
+                char err[256];
+
+                if (init_switch_root(cfg.root_dev, cfg.root_fstype,
+                                     cfg.root_flags & EMBER_CFG_ROOT_RO, err, sizeof(err)) != 0) {
+                        msg("%s", err);
+                        setup_failed();
+                }
+        }
         init.cfg_uid = cfg.has_uid ? cfg.uid : 0;
         set_hostname(&cfg);
         loopback_up();
