@@ -11,6 +11,7 @@
 #include "arch/x86_64/layout.h"
 #include "core/guest_config.h"
 #include "core/vm_internal.h"
+#include "virtio/blk.h"
 
 struct ember_builder {
         struct ember_config cfg;
@@ -534,6 +535,19 @@ static int builder_validate(struct ember_builder *b)
                             "both a root directory ('%s') and a root disk ('%s') are given: "
                             "choose one",
                             c->rootfs, c->disk[0].path);
+        /* The disks are opened again (and kept) by their devices; checking them here names a
+         * bad image before any KVM work. */
+        for (unsigned i = 0; i < c->ndisks; i++) {
+                int fd;
+                uint64_t bytes;
+                bool bdev;
+                char why[EMBER_ERR_LEN];
+                int rc = blk_image_open(c->disk[i].path, c->disk[i].read_only, &fd, &bytes, &bdev,
+                                        why, sizeof(why));
+                if (rc)
+                        return fail(b, EMBER_ERR_DISK, -rc, "%s", why);
+                close(fd);
+        }
         if (c->root_disk && !c->root_fstype)
                 return detect_fstype(b, c->disk[0].path);
         return 0;
