@@ -120,7 +120,7 @@ struct blk_req {
         uint64_t epoch;
         uint16_t head;
         uint8_t type;
-        uint8_t status;
+        bool sync;       /* writethrough: fdatasync after a write */
         uint64_t offset; /* bytes into the disk */
         uint64_t len;    /* data bytes */
         uint32_t used;   /* bytes written into the writable part, status included */
@@ -367,6 +367,7 @@ static void blk_queue_notify(void *dev, unsigned q)
                 r->head = b->chain.head;
                 if (to_worker) {
                         r->epoch = virtio_epoch(b->vd);
+                        r->sync = b->writethrough;
                         r->status_gpa = 0;
                         const struct virtq_seg *last =
                             &b->chain.seg[b->chain.nread + b->chain.nwrite - 1];
@@ -503,7 +504,7 @@ static uint8_t blk_execute(struct virtio_blk *b, struct blk_req *r)
                 break;
         case VIRTIO_BLK_T_OUT:
                 rc = blk_rw(b->fd, true, r->iov, r->niov, r->offset);
-                if (!rc && b->writethrough)
+                if (!rc && r->sync)
                         rc = blk_sync(b->fd);
                 break;
         case VIRTIO_BLK_T_FLUSH:
@@ -512,7 +513,7 @@ static uint8_t blk_execute(struct virtio_blk *b, struct blk_req *r)
         case VIRTIO_BLK_T_DISCARD:
         case VIRTIO_BLK_T_WRITE_ZEROES:
                 rc = blk_dwz(b, r);
-                if (!rc && b->writethrough)
+                if (!rc && r->sync)
                         rc = blk_sync(b->fd);
                 break;
         default:
@@ -543,7 +544,10 @@ static void *blk_worker(void *arg)
                 uint8_t st = blk_execute(b, r);
 
                 virtio_lock(b->vd);
-                bool current = virtio_epoch(b->vd) == r->epoch && virtio_live(b->vd);
+                pthread_mutex_lock(&b->mu);
+                bool stopping = b->stop;
+                pthread_mutex_unlock(&b->mu);
+                bool current = !stopping && virtio_epoch(b->vd) == r->epoch && virtio_live(b->vd);
                 if (current) {
                         if (st != VIRTIO_BLK_S_OK)
                                 b->stats.errors++;
