@@ -50,6 +50,8 @@ static void run_usage(FILE *f)
             "      --console-output F   write CMD's stdout and stderr to file F (stdin is empty)\n"
             "      --kernel-log F       write the kernel's log (serial console) to F ('-': "
             "stderr)\n"
+            "      --no-rng             no virtio-rng device (the guest's entropy then comes from\n"
+            "                           its own sources only)\n"
             "      --allow-software-kvm run even where /dev/kvm cannot run Linux (custom kernels)\n"
             "      --disk PATH[:ro]     raw disk image (file or block device): /dev/vda, vdb, ...\n"
             "                           in order (repeatable; ':ro' read-only)\n"
@@ -117,7 +119,7 @@ static bool disk_arg(char *arg)
         return false;
 }
 
-static struct ember_exit_handle g_stop = {-1};
+static struct ember_exit_handle g_stop = {.fd = -1};
 
 static void on_signal(int sig)
 {
@@ -147,9 +149,10 @@ int ember_cli_run(int argc, char **argv)
                 OPT_KERNEL_LOG,
                 OPT_ALLOW_SW,
                 OPT_SAVE_INITRAMFS,
+                OPT_NO_RNG,
                 OPT_DISK,
                 OPT_ROOT_DISK,
-                OPT_ROOT_DISK_FSTYPE
+                OPT_ROOT_DISK_FSTYPE,
         };
         static const struct option opts[] = {
             {"cpus", required_argument, NULL, 'c'},
@@ -168,6 +171,7 @@ int ember_cli_run(int argc, char **argv)
             {"console-output", required_argument, NULL, OPT_CONSOLE_OUTPUT},
             {"kernel-log", required_argument, NULL, OPT_KERNEL_LOG},
             {"allow-software-kvm", no_argument, NULL, OPT_ALLOW_SW},
+            {"no-rng", no_argument, NULL, OPT_NO_RNG},
             {"disk", required_argument, NULL, OPT_DISK},
             {"root-disk", required_argument, NULL, OPT_ROOT_DISK},
             {"root-disk-fstype", required_argument, NULL, OPT_ROOT_DISK_FSTYPE},
@@ -275,6 +279,9 @@ int ember_cli_run(int argc, char **argv)
                 }
                 case OPT_HOSTNAME:
                         rc = ember_builder_exec_hostname(b, optarg);
+                        break;
+                case OPT_NO_RNG:
+                        rc = ember_builder_rng(b, 0);
                         break;
                 case OPT_PID1:
                         rc = ember_builder_exec_as_pid1(b, 1);

@@ -15,6 +15,7 @@
 
 #include "fuzz_input.h"
 #include "test_virtio_guest.h"
+#include "core/hostfd.h"
 #include "virtio/console.h"
 
 #define BASE       0xd0000000ull
@@ -92,9 +93,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (pipe2(in_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
                 abort();
         struct virtio_console *c;
+        struct virtio_mmio *t;
         char err[256];
-        if (virtio_console_create(&vm.env, BASE, GSI, in_pipe[0], devnull, devnull, &c, err,
-                                  sizeof(err)) != 0)
+        if (virtio_console_create(&vm.env, in_pipe[0], devnull, devnull, &c, err, sizeof(err)) !=
+                0 ||
+            virtio_mmio_create(&vm.env, BASE, GSI, virtio_console_dev(c), &t, err, sizeof(err)) !=
+                0)
                 abort();
         struct fuzz_queue q[VIRTIO_CONSOLE_NR_QUEUES] = {{0}};
         struct fuzz_input in = {data, size};
@@ -173,7 +177,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
         }
         fake_run(&vm, 0);
-        virtio_console_flush(c);
+        struct timespec deadline = hostfd_deadline_in(2000);
+        virtio_console_flush(c, &deadline, UINT64_MAX, -1);
+        virtio_mmio_destroy(t);
         virtio_console_destroy(c);
         if (vm.stops && !vm.stop_why[0])
                 abort(); /* a failed device says why */

@@ -170,6 +170,14 @@ EMBER_API int ember_builder_console_fds(struct ember_builder *b, int in_fd, int 
 /* Send the workload's stdout and stderr to a file (created or truncated); stdin is empty. */
 EMBER_API int ember_builder_console_output(struct ember_builder *b, const char *path);
 
+/* ---------------------------------------------------------------- devices
+ * Besides the console (stdin, stdout, stderr), the VM gets these virtio devices, each on its own
+ * virtio-mmio window, in this order (the guest sees them in it): rng, then the others below. */
+
+/* virtio-rng: the guest's /dev/hwrng (and its entropy pool at boot) is fed from the host's
+ * getrandom(), at most 64 KiB per request. On by default; 0 removes the device. */
+EMBER_API int ember_builder_rng(struct ember_builder *b, int enable);
+
 /* Observer run when the VM has ended, after its exit code is set and its resources are
  * released, in registration order, on the thread that waits for the VM. */
 typedef void (*ember_exit_observer)(int exit_code, void *user);
@@ -182,14 +190,20 @@ EMBER_API int ember_builder_build(struct ember_builder *b, struct ember_vm **out
 
 /* ---------------------------------------------------------------- vm */
 
-/* Copyable handle that stops the VM. It owns a duplicate of the VM's exit eventfd, so it stays
- * valid after the VM is gone (triggering then does nothing). */
+/* Copyable handle that stops the VM. It owns a duplicate of the VM's exit socket, so it stays
+ * valid after the VM is gone (triggering then does nothing). It also knows which socket that
+ * is: once released, a copy whose fd number was reused by another file refuses to touch it
+ * (-EBADF) instead of writing to that file. */
 struct ember_exit_handle {
         int fd;
+        uint64_t id; /* the socket's inode */
 };
 /* Creates a handle; release it (once, whichever copy) with ember_exit_handle_release. */
 EMBER_API int ember_vm_exit_handle(struct ember_vm *vm, struct ember_exit_handle *out);
-/* Stops the VM: async-signal-safe, callable from any thread, idempotent. */
+/* Stops the VM: async-signal-safe, callable from any thread, idempotent. After the VM has
+ * stopped, while its final flush of guest output runs (at most EMBER_FLUSH_TIMEOUT_MS), a
+ * trigger cancels the flush: a second Ctrl-C ends a run stuck behind a reader that never
+ * reads. Returns 0, or -EBADF for a released handle. */
 EMBER_API int ember_exit_handle_trigger(struct ember_exit_handle h);
 EMBER_API void ember_exit_handle_release(struct ember_exit_handle *h);
 
@@ -216,6 +230,10 @@ struct ember_metrics_sample {
         uint64_t start_mono_ns;
         uint64_t init_mono_ns;
         uint64_t exec_mono_ns;
+        /* Guest output (stdout, stderr, kernel log) that never reached its host fd: the fd
+         * failed, or the final flush ran out of time (EMBER_FLUSH_TIMEOUT_MS), hit its byte cap
+         * (EMBER_FLUSH_MAX_BYTES) or was cancelled by a second exit-handle trigger. */
+        uint64_t output_dropped_bytes;
 };
 EMBER_API struct ember_metrics *ember_vm_metrics(struct ember_vm *vm);
 EMBER_API int ember_metrics_sample(struct ember_metrics *m, struct ember_metrics_sample *out);
@@ -223,15 +241,22 @@ EMBER_API void ember_metrics_release(struct ember_metrics *m);
 
 /* Starts the vCPUs and the VM's event thread; returns at once. */
 EMBER_API int ember_vm_start(struct ember_vm *vm);
-/* Waits for the VM to end, tears it down (threads joined, fds closed, memory unmapped), runs
- * the observers, and returns the exit code (>= 0). */
+/* Waits for the VM to end, delivers the guest output still queued (within
+ * EMBER_FLUSH_TIMEOUT_MS and EMBER_FLUSH_MAX_BYTES; an exit-handle trigger cancels it; what is
+ * left is dropped and counted in output_dropped_bytes), tears it down (threads joined, fds
+ * closed, memory unmapped), runs the observers, and returns the exit code (>= 0). */
+#define EMBER_FLUSH_TIMEOUT_MS 5000u
+#define EMBER_FLUSH_MAX_BYTES  (64ull << 20)
 EMBER_API int ember_vm_wait(struct ember_vm *vm);
 /* Frees a VM in any state (stopping it first if it runs, without running observers). */
 EMBER_API void ember_vm_free(struct ember_vm *vm);
-/* start + wait + free: returns the exit code (>= 0) or -errno if the VM could not start. */
+/* start + wait + free: returns the exit code (>= 0). -errno if the VM could not start (or was
+ * started already): then the VM is NOT freed, so that ember_vm_error() can say why; free it
+ * with ember_vm_free(). */
 EMBER_API int ember_vm_run(struct ember_vm *vm);
 /* Like ember_vm_run, but on success never returns: after the observers it calls _exit(code).
- * Returns -errno only for failures before the guest starts (the VM is then freed). */
+ * Returns -errno only for failures before the guest starts (the VM is then not freed, as for
+ * ember_vm_run). */
 EMBER_API int ember_vm_enter(struct ember_vm *vm);
 /* Detail of the last failure on this VM ("" if none). */
 EMBER_API const char *ember_vm_error(const struct ember_vm *vm);

@@ -270,8 +270,8 @@ int boot_open_kernel(const struct ember_config *cfg, struct boot_image *img, enu
         return rc;
 }
 
-int boot_prepare(const struct ember_config *cfg, const char *devices_cmdline,
-                 struct boot_image *img, enum ember_error *code, char *err, size_t errlen)
+int boot_prepare_initramfs(const struct ember_config *cfg, struct boot_image *img,
+                           enum ember_error *code, char *err, size_t errlen)
 {
         int rc = build_initramfs(cfg, &img->initramfs, code, err, errlen);
         if (rc)
@@ -281,6 +281,12 @@ int boot_prepare(const struct ember_config *cfg, const char *devices_cmdline,
                 *code = EMBER_ERR_INITRAMFS;
                 return rc;
         }
+        return 0;
+}
+
+int boot_prepare_cmdline(const struct ember_config *cfg, const char *devices_cmdline,
+                         struct boot_image *img, enum ember_error *code, char *err, size_t errlen)
+{
         return build_cmdline(cfg, devices_cmdline, img->ki.cmdline_max, &img->cmdline, code, err,
                              errlen);
 }

@@ -36,10 +36,12 @@ struct boot_result {
  * boot_load_kernel). Initializes `img`; release it with boot_image_free whatever the result. */
 int boot_open_kernel(const struct ember_config *cfg, struct boot_image *img, enum ember_error *code,
                      char *err, size_t errlen);
-/* Packs the initramfs (and saves it when asked) and builds the command line.
- * `devices_cmdline` holds the virtio_mmio.device= words. */
-int boot_prepare(const struct ember_config *cfg, const char *devices_cmdline,
-                 struct boot_image *img, enum ember_error *code, char *err, size_t errlen);
+/* Packs the initramfs (and saves it when asked): user input, checked before any KVM work. */
+int boot_prepare_initramfs(const struct ember_config *cfg, struct boot_image *img,
+                           enum ember_error *code, char *err, size_t errlen);
+/* Builds the command line; `devices_cmdline` holds the devices' virtio_mmio.device= words. */
+int boot_prepare_cmdline(const struct ember_config *cfg, const char *devices_cmdline,
+                         struct boot_image *img, enum ember_error *code, char *err, size_t errlen);
 void boot_image_free(struct boot_image *img);
 /* Reads the kernel's loadable parts into guest memory. It touches nothing but `img` (read only)
  * and the kernel's range of guest memory, so it may run on another thread while boot_prepare

@@ -53,15 +53,6 @@ EMBER_API const char *ember_version(void)
         return EMBER_VERSION;
 }
 
-int ember_errf(char *buf, size_t len, int err, const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, len, fmt, ap);
-        va_end(ap);
-        return err > 0 ? -err : err;
-}
-
 /* Records a failure on the builder; returns -err. */
 __attribute__((format(printf, 4, 5))) static int
 fail(struct ember_builder *b, enum ember_error code, int err, const char *fmt, ...)
@@ -396,6 +387,14 @@ EMBER_API int ember_builder_console_output(struct ember_builder *b, const char *
 {
         return b ? set_str(b, &b->cfg.console_output, path, EMBER_ERR_CONSOLE, "console output")
                  : -EINVAL;
+}
+
+EMBER_API int ember_builder_rng(struct ember_builder *b, int enable)
+{
+        if (!b)
+                return -EINVAL;
+        b->cfg.no_rng = !enable;
+        return 0;
 }
 
 EMBER_API int ember_builder_on_exit(struct ember_builder *b, ember_exit_observer fn, void *user)

@@ -10,6 +10,8 @@
 #include "core/evloop.h"
 #include "core/gmem.h"
 
+struct ember_metrics;
+
 /* Why a device asks the VM to stop. */
 enum vm_stop_reason {
         VM_STOP_GUEST_EXIT,  /* workload status reported through the status port */
@@ -26,7 +28,8 @@ struct dev_msi_route {
 
 struct dev_env {
         const struct gmem *mem;
-        struct evloop *loop; /* serviced by the VM's event thread */
+        struct evloop *loop;           /* serviced by the VM's event thread */
+        struct ember_metrics *metrics; /* the VM's (core/metrics.h), or NULL */
         struct bus *pio;
         struct bus *mmio;
         void *hv; /* first argument of every hook */

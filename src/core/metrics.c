@@ -25,6 +25,7 @@ struct ember_metrics {
         } vcpu[X86_MAX_VCPUS];
         uint64_t banked_vcpu_ns; /* CPU time of vCPU threads that have ended */
         atomic_uint_fast64_t init_ns, exec_ns;
+        atomic_uint_fast64_t output_dropped;
 };
 
 static uint64_t ts_ns(const struct timespec *ts)
@@ -188,6 +189,7 @@ EMBER_API int ember_metrics_sample(struct ember_metrics *m, struct ember_metrics
         out->exits_other = atomic_load(&m->exits_other);
         out->init_mono_ns = atomic_load(&m->init_ns);
         out->exec_mono_ns = atomic_load(&m->exec_ns);
+        out->output_dropped_bytes = atomic_load(&m->output_dropped);
         pthread_mutex_lock(&m->lock);
         out->start_mono_ns = m->start_ns;
         out->running = m->running;
@@ -204,4 +206,10 @@ EMBER_API int ember_metrics_sample(struct ember_metrics *m, struct ember_metrics
                 out->host_resident_bytes = resident_bytes(m->mem, m->mem_len);
         pthread_mutex_unlock(&m->lock);
         return 0;
+}
+
+void metrics_add_dropped(struct ember_metrics *m, uint64_t bytes)
+{
+        if (m)
+                atomic_fetch_add(&m->output_dropped, bytes);
 }

@@ -23,5 +23,7 @@ void metrics_stopped(struct ember_metrics *m);
 /* Boot markers reported by the guest through the status port (first report wins). */
 void metrics_mark_init(struct ember_metrics *m);
 void metrics_mark_exec(struct ember_metrics *m);
+/* Guest output that never reached its host fd (a dead fd, or the final flush gave up). */
+void metrics_add_dropped(struct ember_metrics *m, uint64_t bytes);
 
 #endif

@@ -6,11 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/err.h"
 #include "ember/ember.h"
 
 #define EMBER_MAX_OBSERVERS 16
 #define EMBER_MAX_RLIMITS   16
-#define EMBER_ERR_LEN       512
 
 struct ember_rlimit_cfg {
         uint32_t resource;
@@ -63,10 +63,5 @@ struct ember_config {
         bool root_disk;
         char *root_fstype; /* given, or detected at build */
 };
-
-/* printf into an error buffer (NULL or 0 length: nothing written); returns -err, so call sites
- * can `return ember_errf(...)`. */
-int ember_errf(char *buf, size_t len, int err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -40,6 +40,9 @@ bool ioapic_rte_to_msi(uint64_t rte, uint64_t *address, uint32_t *data)
 static void ioapic_sync_routes(struct ioapic *a)
 {
         struct dev_msi_route want[X86_IOAPIC_PINS];
+        /* Compared with memcmp below: the padding must be zero too, or every sync looks like
+         * a change and asks KVM again. */
+        memset(want, 0, sizeof(want));
         unsigned n = 0;
         for (unsigned pin = 0; pin < X86_IOAPIC_PINS; pin++) {
                 uint64_t address;

@@ -5,22 +5,28 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core/dev_env.h"
 
-/* 16550A UART, transmit side only: what the guest writes goes to out_fd (or nowhere if -1).
- * Enough for the Linux 8250 driver and its console; the receive side always reads empty. */
+/* 16550A UART, transmit side only: what the guest writes goes to out_fd (or nowhere if -1),
+ * through a writer thread (core/hostfd.h), so a vCPU never blocks on the log's sink. Enough
+ * for the Linux 8250 driver and its console; the receive side always reads empty. */
+struct hostfd_writer;
 struct serial16550 {
         pthread_mutex_t lock;
         const struct dev_env *env;
         uint32_t gsi;
-        int out_fd;
+        struct hostfd_writer *w; /* NULL: no log */
+        uint64_t dropped;        /* bytes that did not fit the writer's buffer */
         uint8_t ier, lcr, mcr, scr, dll, dlm;
         int thre_pending; /* "transmitter empty" interrupt owed to the guest */
         int irq_level;
 };
 int serial16550_init(struct serial16550 *s, const struct dev_env *env, uint16_t port, uint32_t gsi,
                      int out_fd);
+/* At VM exit: waits (bounded) until the log reached out_fd; returns the bytes ever dropped. */
+uint64_t serial16550_flush(struct serial16550 *s, const struct timespec *deadline, int cancel_fd);
 void serial16550_destroy(struct serial16550 *s);
 
 /* i8042 keyboard controller, only as far as reset goes: command 0xfe on port 0x64 (what the

@@ -2,7 +2,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/hostfd.h"
 #include "dev/legacy.h"
+
+#define SERIAL_BUF_SIZE (256u * 1024u)
 
 /* Register offsets and bits of the 16550 that the Linux 8250 driver touches. */
 enum {
@@ -36,14 +39,10 @@ static void serial_update_irq(struct serial16550 *s)
 
 static void serial_emit(struct serial16550 *s, uint8_t c)
 {
-        if (s->out_fd < 0)
-                return;
-        /* The kernel log is best effort: a full or closed sink must not stall the vCPU. */
-        for (int tries = 0; tries < 3; tries++) {
-                ssize_t n = write(s->out_fd, &c, 1);
-                if (n == 1 || (n < 0 && errno != EINTR))
-                        return;
-        }
+        /* The vCPU only copies into the writer's buffer: a slow or stuck log sink never stalls
+         * it. The kernel log is best effort: what does not fit is dropped (and counted). */
+        if (s->w && hostfd_writer_put(s->w, &c, 1) == 0)
+                s->dropped++;
 }
 
 static void serial_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t len)
@@ -138,17 +137,36 @@ int serial16550_init(struct serial16550 *s, const struct dev_env *env, uint16_t 
         memset(s, 0, sizeof(*s));
         s->env = env;
         s->gsi = gsi;
-        s->out_fd = out_fd;
-        int rc = pthread_mutex_init(&s->lock, NULL);
+        int rc =
+            out_fd >= 0 ? hostfd_writer_create(out_fd, SERIAL_BUF_SIZE, "ember-klog", &s->w) : 0;
         if (rc)
+                return rc;
+        rc = pthread_mutex_init(&s->lock, NULL);
+        if (rc) {
+                hostfd_writer_destroy(s->w);
                 return -rc;
+        }
         rc = bus_add(env->pio, port, 8, &serial_ops, s, "serial16550");
-        if (rc)
+        if (rc) {
                 pthread_mutex_destroy(&s->lock);
+                hostfd_writer_destroy(s->w);
+        }
         return rc;
+}
+
+uint64_t serial16550_flush(struct serial16550 *s, const struct timespec *deadline, int cancel_fd)
+{
+        if (!s->w)
+                return 0;
+        hostfd_writer_drain(s->w, deadline, cancel_fd);
+        struct hostfd_writer_stats st;
+        hostfd_writer_get_stats(s->w, &st);
+        return st.dropped + s->dropped;
 }
 
 void serial16550_destroy(struct serial16550 *s)
 {
+        hostfd_writer_destroy(s->w);
+        s->w = NULL;
         pthread_mutex_destroy(&s->lock);
 }

@@ -1,13 +1,8 @@
-#include "core/vm_internal.h"
 #include "virtio/console.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,23 +10,17 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core/devices.h"
+#include "core/err.h"
+#include "core/hostfd.h"
 #include "ember/guest_abi.h"
 
 #define IN_BUF_SIZE   (64u * 1024u)
-#define CTRL_QUEUE    16u /* a reset epoch sends at most 3 * 3 + 1 messages */
-#define OUT_BUDGET    64u /* chains per output pump before yielding to the event loop */
+#define OUT_BUF_SIZE  (256u * 1024u) /* per stream, between the guest and the writer thread */
+#define CTRL_QUEUE    16u            /* a reset epoch sends at most 3 * 3 + 1 messages */
 #define PORT_NAME_MAX 32u
-
-/* How an fd is driven without blocking the event thread. */
-enum fd_kind {
-        FD_FILE,   /* epoll refuses it (regular file, /dev/null): I/O never waits for long */
-        FD_SOCKET, /* MSG_DONTWAIT / MSG_NOSIGNAL */
-        FD_STREAM, /* pipe, FIFO, tty: poll() first, then at most PIPE_BUF bytes */
-};
 
 struct virtio_console;
 
@@ -39,15 +28,10 @@ struct out_stream {
         struct virtio_console *c;
         unsigned index; /* 0 stdout, 1 stderr */
         unsigned queue;
-        int fd; /* borrowed; -1: discard */
-        enum fd_kind kind;
-        int poll_fd; /* our dup of fd for EPOLLOUT, -1 if none */
-        bool polling;
-        bool dead;       /* a write failed: drop the rest of the stream */
-        bool have_chain; /* `chain` popped, `done` bytes of it written */
+        struct hostfd_writer *w; /* NULL: discard */
+        bool in_loop;            /* the writer's room fd is in the event loop */
+        bool have_chain;         /* `chain` popped, `done` bytes of it handed to the writer */
         uint32_t done;
-        uint64_t bytes;
-        int error;
         struct virtq_chain chain;
 };
 
@@ -63,8 +47,9 @@ struct ctrl_msg {
 };
 
 struct virtio_console {
-        struct virtio_mmio *t;
+        struct virtio_dev *vd;
         struct dev_env env;
+        int owned_fd[3]; /* our duplicates of the caller's fds (table-created consoles), or -1 */
 
         bool ports_added;
         struct port_state port[VIRTIO_CONSOLE_NR_PORTS];
@@ -72,8 +57,8 @@ struct virtio_console {
         unsigned ctrl_head, ctrl_len;
 
         int in_fd; /* borrowed; -1: none */
-        enum fd_kind in_kind;
-        int in_poll_fd; /* dup of in_fd, or an always-readable eventfd for FD_FILE */
+        enum hostfd_kind in_kind;
+        int in_poll_fd; /* dup of in_fd, or an always-readable eventfd for HOSTFD_FILE */
         bool in_polling;
         bool in_eof;
         bool eof_sent;
@@ -89,73 +74,6 @@ struct virtio_console {
 static const char *const port_names[VIRTIO_CONSOLE_NR_PORTS] = {
     EMBER_ABI_PORT_STDIN, EMBER_ABI_PORT_STDOUT, EMBER_ABI_PORT_STDERR};
 
-/* ------------------------------------------------------------------ SIGPIPE */
-
-/* Writing to a pipe whose reader is gone raises SIGPIPE on the writing thread. Block it around
- * such writes and, if one returned EPIPE, consume the signal it left pending. */
-struct sigpipe_guard {
-        bool active, was_pending, hit;
-        sigset_t old;
-};
-
-static void sigpipe_block(struct sigpipe_guard *g)
-{
-        if (g->active)
-                return;
-        sigset_t set, pending;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &set, &g->old);
-        sigpending(&pending);
-        g->was_pending = sigismember(&pending, SIGPIPE);
-        g->active = true;
-}
-
-static void sigpipe_restore(struct sigpipe_guard *g)
-{
-        if (!g->active)
-                return;
-        if (g->hit && !g->was_pending) {
-                sigset_t set;
-                sigemptyset(&set);
-                sigaddset(&set, SIGPIPE);
-                struct timespec zero = {0, 0};
-                while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-                        ;
-        }
-        pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-        g->active = false;
-}
-
-/* ------------------------------------------------------------------ fds */
-
-/* 1 if epoll accepts the fd, 0 if it refuses it (EPERM: regular files and the like). */
-static int fd_pollable(int fd)
-{
-        int ep = epoll_create1(EPOLL_CLOEXEC);
-        if (ep < 0)
-                return -errno;
-        struct epoll_event ev = {.events = EPOLLIN};
-        int r = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-        int e = errno;
-        close(ep);
-        if (r == 0)
-                return 1;
-        return e == EPERM ? 0 : -e;
-}
-
-static int classify_fd(int fd, enum fd_kind *kind)
-{
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        int p = fd_pollable(fd);
-        if (p < 0)
-                return p;
-        *kind = !p ? FD_FILE : S_ISSOCK(st.st_mode) ? FD_SOCKET : FD_STREAM;
-        return 0;
-}
-
 /* ------------------------------------------------------------------ control queue */
 
 static void ctrl_queue(struct virtio_console *c, uint32_t id, uint16_t event, uint16_t value)
@@ -170,18 +88,21 @@ static void ctrl_queue(struct virtio_console *c, uint32_t id, uint16_t event, ui
  * one. True if one was posted meanwhile (look again), false to wait for the notification. */
 static bool rx_wait_for_buffer(struct virtio_console *c, unsigned q)
 {
-        virtio_mmio_suppress_notify(c->t, q, false);
-        return virtio_mmio_avail(c->t, q) > 0;
+        virtio_suppress_notify(c->vd, q, false);
+        return virtio_avail(c->vd, q) > 0;
 }
 
 /* Delivers queued control messages, one per guest buffer. The driver's rx notifications are
  * wanted only while messages wait for a buffer (Linux posts 64 buffers one kick at a time). */
 static void ctrl_send(struct virtio_console *c)
 {
-        const struct gmem *mem = virtio_mmio_mem(c->t);
+        const struct gmem *mem = virtio_mem(c->vd);
+        struct virtio_budget b = virtio_budget_default();
         bool pushed = false;
         while (c->ctrl_len) {
-                int r = virtio_mmio_pop(c->t, VIRTIO_CONSOLE_CTRL_RX, &c->scratch);
+                int r = virtio_pop_budget(c->vd, VIRTIO_CONSOLE_CTRL_RX, &c->scratch, &b);
+                if (b.spent)
+                        break;
                 if (r == 0 && rx_wait_for_buffer(c, VIRTIO_CONSOLE_CTRL_RX))
                         continue;
                 if (r <= 0)
@@ -199,15 +120,15 @@ static void ctrl_send(struct virtio_console *c)
                         len += n;
                 }
                 size_t n = virtq_chain_write(mem, &c->scratch, 0, buf, len);
-                virtio_mmio_push(c->t, VIRTIO_CONSOLE_CTRL_RX, c->scratch.head, (uint32_t)n);
+                virtio_push(c->vd, VIRTIO_CONSOLE_CTRL_RX, c->scratch.head, (uint32_t)n);
                 pushed = true;
                 c->ctrl_head = (c->ctrl_head + 1) % CTRL_QUEUE;
                 c->ctrl_len--;
         }
         if (!c->ctrl_len)
-                virtio_mmio_suppress_notify(c->t, VIRTIO_CONSOLE_CTRL_RX, true);
+                virtio_suppress_notify(c->vd, VIRTIO_CONSOLE_CTRL_RX, true);
         if (pushed)
-                virtio_mmio_signal_used(c->t, VIRTIO_CONSOLE_CTRL_RX);
+                virtio_signal_used(c->vd, VIRTIO_CONSOLE_CTRL_RX);
 }
 
 /* ------------------------------------------------------------------ stdin */
@@ -240,7 +161,7 @@ static void set_in_polling(struct virtio_console *c, bool want)
 static int stdin_read(struct virtio_console *c)
 {
         for (;;) {
-                if (c->in_kind == FD_STREAM) {
+                if (c->in_kind == HOSTFD_STREAM) {
                         struct pollfd p = {.fd = c->in_fd, .events = POLLIN};
                         int r = poll(&p, 1, 0);
                         if (r < 0 && errno == EINTR)
@@ -248,7 +169,7 @@ static int stdin_read(struct virtio_console *c)
                         if (r == 0)
                                 return -EAGAIN;
                 }
-                ssize_t n = c->in_kind == FD_SOCKET
+                ssize_t n = c->in_kind == HOSTFD_SOCKET
                                 ? recv(c->in_fd, c->in_buf, IN_BUF_SIZE, MSG_DONTWAIT)
                                 : read(c->in_fd, c->in_buf, IN_BUF_SIZE);
                 if (n > 0) {
@@ -270,16 +191,19 @@ static int stdin_read(struct virtio_console *c)
  * waits for a buffer. Event thread, lock held. */
 static void stdin_pump(struct virtio_console *c)
 {
-        const struct gmem *mem = virtio_mmio_mem(c->t);
+        const struct gmem *mem = virtio_mem(c->vd);
         struct port_state *p = &c->port[VIRTIO_CONSOLE_PORT_STDIN];
         const unsigned rxq = VIRTIO_CONSOLE_RX_QUEUE(VIRTIO_CONSOLE_PORT_STDIN);
         bool want_poll = false, pushed = false, want_buffer = false;
+        struct virtio_budget b = virtio_budget_default();
 
-        while (virtio_mmio_live(c->t)) {
+        while (virtio_live(c->vd) && !b.spent) {
                 if (c->in_off < c->in_len) {
                         if (!p->guest_open)
                                 break;
-                        int r = virtio_mmio_pop(c->t, rxq, &c->scratch);
+                        int r = virtio_pop_budget(c->vd, rxq, &c->scratch, &b);
+                        if (b.spent)
+                                break;
                         if (r == 0 && rx_wait_for_buffer(c, rxq))
                                 continue;
                         if (r <= 0) {
@@ -288,10 +212,13 @@ static void stdin_pump(struct virtio_console *c)
                         }
                         size_t n = virtq_chain_write(mem, &c->scratch, 0, c->in_buf + c->in_off,
                                                      c->in_len - c->in_off);
-                        virtio_mmio_push(c->t, rxq, c->scratch.head, (uint32_t)n);
+                        virtio_push(c->vd, rxq, c->scratch.head, (uint32_t)n);
                         pushed = true;
                         c->in_off += n;
                         c->in_bytes += n;
+                        /* A chain with no room still costs a turn: a guest posting only those
+                         * cannot keep this loop going. */
+                        virtio_budget_charge(c->vd, rxq, &b, n ? n : 1);
                         continue;
                 }
                 c->in_off = c->in_len = 0;
@@ -310,7 +237,7 @@ static void stdin_pump(struct virtio_console *c)
                 /* Read only for an open port with buffers posted: the rest waits in the host. */
                 if (!p->guest_open)
                         break;
-                int avail = virtio_mmio_avail(c->t, rxq);
+                int avail = virtio_avail(c->vd, rxq);
                 if (avail == 0 && rx_wait_for_buffer(c, rxq))
                         continue;
                 if (avail <= 0) {
@@ -323,186 +250,120 @@ static void stdin_pump(struct virtio_console *c)
                         break;
                 }
         }
-        if (!want_buffer)
-                virtio_mmio_suppress_notify(c->t, rxq, true);
+        if (!want_buffer && !b.spent)
+                virtio_suppress_notify(c->vd, rxq, true);
         if (pushed)
-                virtio_mmio_signal_used(c->t, rxq);
+                virtio_signal_used(c->vd, rxq);
         set_in_polling(c, want_poll);
 }
 
 static void stdin_ready(void *opaque, uint32_t events)
 {
         struct virtio_console *c = opaque;
-        virtio_mmio_lock(c->t);
+        virtio_lock(c->vd);
         stdin_pump(c);
-        virtio_mmio_unlock(c->t);
+        virtio_unlock(c->vd);
 }
 
 /* ------------------------------------------------------------------ stdout / stderr */
 
-static void out_ready(void *opaque, uint32_t events);
-
-static int set_out_polling(struct out_stream *s, bool want)
+/* Hands the rest of the stream's current chain to its writer, charging `b` (NULL: no budget,
+ * for the final flush; then *cap bounds the bytes). True when the chain is all handed over (or
+ * dropped), false when the writer is full or the budget ran out. */
+static bool out_take_chain(struct out_stream *s, struct virtio_budget *b, uint64_t *cap)
 {
         struct virtio_console *c = s->c;
-        if (want == s->polling)
-                return 0;
-        if (!want) {
-                evloop_del(c->env.loop, s->poll_fd);
-                s->polling = false;
-                return 0;
-        }
-        if (s->poll_fd < 0)
-                return -EINVAL;
-        int r = evloop_add(c->env.loop, s->poll_fd, EPOLLOUT, out_ready, s);
-        if (r == 0)
-                s->polling = true;
-        return r;
-}
-
-/* One write of at most `len` bytes. Returns bytes written, -EAGAIN (not writable now and not
- * `blocking`), or another -errno that ends the stream. */
-static ssize_t out_write(struct out_stream *s, const void *p, size_t len, bool blocking,
-                         struct sigpipe_guard *g)
-{
-        for (;;) {
-                ssize_t n;
-                if (s->kind == FD_SOCKET) {
-                        n = send(s->fd, p, len, MSG_NOSIGNAL | (blocking ? 0 : MSG_DONTWAIT));
-                } else if (s->kind == FD_FILE) {
-                        n = write(s->fd, p, len);
-                } else {
-                        struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
-                        int r = poll(&pfd, 1, blocking ? -1 : 0);
-                        if (r < 0 && errno == EINTR)
-                                continue;
-                        if (r == 0)
-                                return -EAGAIN;
-                        /* After POLLOUT a pipe takes PIPE_BUF bytes without blocking. */
-                        sigpipe_block(g);
-                        n = write(s->fd, p, len < PIPE_BUF ? len : PIPE_BUF);
-                        if (n < 0 && errno == EPIPE)
-                                g->hit = true;
-                }
-                if (n > 0)
-                        return n;
-                if (n == 0)
-                        return -EIO;
-                if (errno == EINTR)
-                        continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                        if (s->kind == FD_FILE)
-                                return -EIO;
-                        if (!blocking)
-                                return -EAGAIN;
-                        struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
-                        poll(&pfd, 1, -1);
-                        continue;
-                }
-                return -errno;
-        }
-}
-
-/* Writes the rest of the stream's current chain. 0 when done (written or dropped), -EAGAIN. */
-static int out_write_chain(struct out_stream *s, bool blocking, struct sigpipe_guard *g)
-{
-        struct virtio_console *c = s->c;
-        const struct gmem *mem = virtio_mmio_mem(c->t);
+        const struct gmem *mem = virtio_mem(c->vd);
         const struct virtq_chain *ch = &s->chain;
 
-        while (s->done < ch->read_len && !s->dead && s->fd >= 0) {
+        while (s->done < ch->read_len && s->w) {
                 uint32_t off = s->done;
                 unsigned i = 0;
                 while (i < ch->nread && off >= ch->seg[i].len)
                         off -= ch->seg[i++].len;
                 if (i == ch->nread)
                         break;
-                uint32_t len = ch->seg[i].len - off;
+                uint64_t len = ch->seg[i].len - off;
+                uint64_t limit = b ? b->bytes : *cap;
+                if (len > limit)
+                        len = limit;
+                if (len == 0)
+                        return false;
                 const void *p = gmem_ptr(mem, ch->seg[i].gpa + off, len);
                 if (!p)
                         break;
-                ssize_t n = out_write(s, p, len, blocking, g);
-                if (n == -EAGAIN)
-                        return -EAGAIN;
-                if (n < 0) {
-                        s->dead = true;
-                        s->error = (int)-n;
-                        break;
-                }
+                size_t n = hostfd_writer_put(s->w, p, (size_t)len);
                 s->done += (uint32_t)n;
-                s->bytes += (uint64_t)n;
+                if (b) {
+                        if (!virtio_budget_charge(c->vd, s->queue, b, n))
+                                return s->done == ch->read_len;
+                } else {
+                        *cap -= n;
+                }
+                if (n < len)
+                        return false; /* full: the writer's room fd resumes us */
         }
         if (s->done < ch->read_len)
                 c->dropped += ch->read_len - s->done;
         s->done = ch->read_len;
-        return 0;
+        return true;
 }
 
-/* Drains one output port's tx queue into its fd. Event thread (blocking = false) or
- * virtio_console_flush (blocking = true); lock held. */
-static void out_pump(struct out_stream *s, bool blocking)
+/* Moves one output port's tx chains into its writer, within one notification's budget. Event
+ * thread, lock held. Each chain is returned to the guest as soon as its bytes are in the
+ * writer's buffer: the guest never waits for the host fd, only for buffer room. */
+static void out_pump(struct out_stream *s)
 {
         struct virtio_console *c = s->c;
-        struct sigpipe_guard g = {0};
-        bool pushed = false, want_poll = false;
-        unsigned budget = OUT_BUDGET;
+        struct virtio_budget b = virtio_budget_default();
+        bool pushed = false;
 
         for (;;) {
                 if (!s->have_chain) {
-                        if (!blocking && budget-- == 0) {
-                                virtio_mmio_kick(c->t, s->queue);
-                                break;
-                        }
-                        if (virtio_mmio_pop(c->t, s->queue, &s->chain) <= 0)
+                        if (virtio_pop_budget(c->vd, s->queue, &s->chain, &b) <= 0)
                                 break;
                         s->have_chain = true;
                         s->done = 0;
                 }
-                if (out_write_chain(s, blocking, &g) == -EAGAIN) {
-                        if (set_out_polling(s, true) == 0) {
-                                want_poll = true;
-                                break;
-                        }
-                        /* Cannot wait in the loop: finish this stream here. */
-                        blocking = true;
-                        continue;
-                }
-                virtio_mmio_push(c->t, s->queue, s->chain.head, 0);
+                if (!out_take_chain(s, &b, NULL))
+                        break;
+                virtio_push(c->vd, s->queue, s->chain.head, 0);
                 s->have_chain = false;
                 pushed = true;
+                /* An empty chain still costs a turn. */
+                if (!s->chain.read_len && !virtio_budget_charge(c->vd, s->queue, &b, 1))
+                        break;
         }
-        sigpipe_restore(&g);
         if (pushed)
-                virtio_mmio_signal_used(c->t, s->queue);
-        if (!want_poll && s->polling && !blocking)
-                set_out_polling(s, false);
+                virtio_signal_used(c->vd, s->queue);
 }
 
-static void out_ready(void *opaque, uint32_t events)
+static void out_room(void *opaque, uint32_t events)
 {
         struct out_stream *s = opaque;
         struct virtio_console *c = s->c;
-        virtio_mmio_lock(c->t);
-        if (virtio_mmio_live(c->t)) {
-                out_pump(s, false);
-        } else {
-                s->have_chain = false;
-                set_out_polling(s, false);
+        uint64_t v;
+        if (read(hostfd_writer_room_fd(s->w), &v, sizeof(v)) < 0) {
+                /* EAGAIN: already drained */
         }
-        virtio_mmio_unlock(c->t);
+        virtio_lock(c->vd);
+        if (virtio_live(c->vd))
+                out_pump(s);
+        virtio_unlock(c->vd);
 }
 
 /* The stdin port's tx queue: the guest should not write there; consume and discard. */
 static void drop_queue(struct virtio_console *c, unsigned q)
 {
+        struct virtio_budget b = virtio_budget_default();
         bool pushed = false;
-        while (virtio_mmio_pop(c->t, q, &c->scratch) > 0) {
+        while (virtio_pop_budget(c->vd, q, &c->scratch, &b) > 0) {
                 c->dropped += c->scratch.read_len;
-                virtio_mmio_push(c->t, q, c->scratch.head, 0);
+                virtio_push(c->vd, q, c->scratch.head, 0);
                 pushed = true;
         }
         if (pushed)
-                virtio_mmio_signal_used(c->t, q);
+                virtio_signal_used(c->vd, q);
 }
 
 /* ------------------------------------------------------------------ control messages */
@@ -545,13 +406,14 @@ static void handle_ctrl(struct virtio_console *c, const struct ctrl_msg *m)
 
 static void ctrl_receive(struct virtio_console *c)
 {
-        const struct gmem *mem = virtio_mmio_mem(c->t);
+        const struct gmem *mem = virtio_mem(c->vd);
+        struct virtio_budget b = virtio_budget_default();
         bool pushed = false;
-        while (virtio_mmio_pop(c->t, VIRTIO_CONSOLE_CTRL_TX, &c->scratch) > 0) {
+        while (virtio_pop_budget(c->vd, VIRTIO_CONSOLE_CTRL_TX, &c->scratch, &b) > 0) {
                 uint8_t raw[VIRTIO_CONSOLE_CTRL_LEN];
                 size_t n = virtq_chain_read(mem, &c->scratch, 0, raw, sizeof(raw));
                 /* The guest spins until its message is used: return it before acting on it. */
-                virtio_mmio_push(c->t, VIRTIO_CONSOLE_CTRL_TX, c->scratch.head, 0);
+                virtio_push(c->vd, VIRTIO_CONSOLE_CTRL_TX, c->scratch.head, 0);
                 pushed = true;
                 if (n < sizeof(raw))
                         continue;
@@ -562,7 +424,7 @@ static void ctrl_receive(struct virtio_console *c)
                 handle_ctrl(c, &m);
         }
         if (pushed)
-                virtio_mmio_signal_used(c->t, VIRTIO_CONSOLE_CTRL_TX);
+                virtio_signal_used(c->vd, VIRTIO_CONSOLE_CTRL_TX);
         ctrl_send(c);
 }
 
@@ -593,8 +455,8 @@ static int console_activate(void *dev, uint64_t features)
          * rx queues ask for notifications only while something waits for a buffer (ctrl_send,
          * stdin_pump): Linux would otherwise kick once per buffer it posts, 256 kicks per boot. */
         for (unsigned port = 0; port < VIRTIO_CONSOLE_NR_PORTS; port++)
-                virtio_mmio_suppress_notify(c->t, VIRTIO_CONSOLE_RX_QUEUE(port), true);
-        virtio_mmio_suppress_notify(c->t, VIRTIO_CONSOLE_CTRL_RX, true);
+                virtio_suppress_notify(c->vd, VIRTIO_CONSOLE_RX_QUEUE(port), true);
+        virtio_suppress_notify(c->vd, VIRTIO_CONSOLE_CTRL_RX, true);
         return 0;
 }
 
@@ -615,14 +477,14 @@ static void console_queue_notify(void *dev, unsigned q)
                 ctrl_receive(c);
                 break;
         case VIRTIO_CONSOLE_TX_QUEUE(VIRTIO_CONSOLE_PORT_STDOUT):
-                out_pump(&c->out[0], false);
+                out_pump(&c->out[0]);
                 break;
         case VIRTIO_CONSOLE_TX_QUEUE(VIRTIO_CONSOLE_PORT_STDERR):
-                out_pump(&c->out[1], false);
+                out_pump(&c->out[1]);
                 break;
         default:
                 /* rx of the output ports: buffers stay posted, nothing to send */
-                virtio_mmio_suppress_notify(c->t, q, true);
+                virtio_suppress_notify(c->vd, q, true);
                 break;
         }
 }
@@ -650,6 +512,10 @@ static const uint16_t console_queue_sizes[VIRTIO_CONSOLE_NR_QUEUES] = {
     [VIRTIO_CONSOLE_RX_QUEUE(VIRTIO_CONSOLE_PORT_STDERR)] = VIRTIO_CONSOLE_IDLE_RX_MAX,
 };
 
+static uint64_t console_flush_op(void *dev, const struct timespec *deadline, uint64_t max_bytes,
+                                 int cancel_fd);
+static void console_free(void *dev);
+
 static const struct virtio_dev_ops console_ops = {
     .name = "virtio-console",
     .device_id = VIRTIO_ID_CONSOLE,
@@ -663,6 +529,8 @@ static const struct virtio_dev_ops console_ops = {
     .activate = console_activate,
     .queue_notify = console_queue_notify,
     .reset = console_reset,
+    .flush = console_flush_op,
+    .destroy = console_free,
 };
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -673,24 +541,16 @@ static int setup_out(struct virtio_console *c, unsigned i, int fd, char *err, si
         s->c = c;
         s->index = i;
         s->queue = VIRTIO_CONSOLE_TX_QUEUE(i + 1);
-        s->fd = fd;
-        s->poll_fd = -1;
         if (fd < 0)
                 return 0;
-        int r = classify_fd(fd, &s->kind);
-        if (r < 0) {
-                ember_errf(err, errlen, 0, "virtio-console: %s fd %d: %s", i ? "stderr" : "stdout",
-                           fd, strerror(-r));
-                return r;
-        }
-        if (s->kind != FD_FILE) {
-                s->poll_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-                if (s->poll_fd < 0) {
-                        r = -errno;
-                        ember_errf(err, errlen, 0, "virtio-console: dup: %s", strerror(-r));
-                        return r;
-                }
-        }
+        int r = hostfd_writer_create(fd, OUT_BUF_SIZE, i ? "ember-stderr" : "ember-stdout", &s->w);
+        if (r < 0)
+                return ember_errf(err, errlen, r, "virtio-console: %s fd %d: %s",
+                                  i ? "stderr" : "stdout", fd, strerror(-r));
+        r = evloop_add(c->env.loop, hostfd_writer_room_fd(s->w), EPOLLIN, out_room, s);
+        if (r < 0)
+                return ember_errf(err, errlen, r, "virtio-console: event loop: %s", strerror(-r));
+        s->in_loop = true;
         return 0;
 }
 
@@ -702,98 +562,215 @@ static int setup_in(struct virtio_console *c, int fd, char *err, size_t errlen)
                 c->in_eof = true;
                 return 0;
         }
-        int r = classify_fd(fd, &c->in_kind);
-        if (r < 0) {
-                ember_errf(err, errlen, 0, "virtio-console: stdin fd %d: %s", fd, strerror(-r));
-                return r;
-        }
+        int r = hostfd_classify(fd, &c->in_kind);
+        if (r < 0)
+                return ember_errf(err, errlen, r, "virtio-console: stdin fd %d: %s", fd,
+                                  strerror(-r));
         /* A file is always readable: stand in for it with an eventfd that always is. */
-        c->in_poll_fd = c->in_kind == FD_FILE ? eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK)
-                                              : fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (c->in_poll_fd < 0) {
-                r = -errno;
-                ember_errf(err, errlen, 0, "virtio-console: stdin: %s", strerror(-r));
-                return r;
-        }
+        c->in_poll_fd = c->in_kind == HOSTFD_FILE ? eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK)
+                                                  : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (c->in_poll_fd < 0)
+                return ember_errf(err, errlen, errno, "virtio-console: stdin: %s", strerror(errno));
         return 0;
 }
 
-void virtio_console_destroy(struct virtio_console *c)
+/* Frees the device's own state (the virtio core is freed by virtio_dev_destroy). */
+static void console_free(void *dev)
 {
-        if (!c)
-                return;
-        virtio_mmio_destroy(c->t);
+        struct virtio_console *c = dev;
         if (c->in_polling)
                 evloop_del(c->env.loop, c->in_poll_fd);
         if (c->in_poll_fd >= 0)
                 close(c->in_poll_fd);
         for (unsigned i = 0; i < 2; i++) {
                 struct out_stream *s = &c->out[i];
-                if (s->polling)
-                        evloop_del(c->env.loop, s->poll_fd);
-                if (s->poll_fd >= 0)
-                        close(s->poll_fd);
+                if (s->in_loop)
+                        evloop_del(c->env.loop, hostfd_writer_room_fd(s->w));
+                hostfd_writer_destroy(s->w);
         }
+        for (unsigned i = 0; i < 3; i++)
+                if (c->owned_fd[i] >= 0)
+                        close(c->owned_fd[i]);
         free(c->in_buf);
         free(c);
 }
 
-int virtio_console_create(const struct dev_env *env, uint64_t base, uint32_t gsi, int in_fd,
-                          int out_fd, int err_fd, struct virtio_console **out, char *err,
-                          size_t errlen)
+void virtio_console_destroy(struct virtio_console *c)
+{
+        if (c)
+                virtio_dev_destroy(c->vd);
+}
+
+int virtio_console_create(const struct dev_env *env, int in_fd, int out_fd, int err_fd,
+                          struct virtio_console **out, char *err, size_t errlen)
 {
         *out = NULL;
-        if (!env || !env->loop) {
-                ember_errf(err, errlen, 0, "virtio-console: no event loop");
-                return -EINVAL;
-        }
+        if (!env || !env->loop)
+                return ember_errf(err, errlen, EINVAL, "virtio-console: no event loop");
         struct virtio_console *c = calloc(1, sizeof(*c));
         if (!c || !(c->in_buf = malloc(IN_BUF_SIZE))) {
                 free(c);
-                ember_errf(err, errlen, 0, "virtio-console: out of memory");
-                return -ENOMEM;
+                return ember_errf(err, errlen, ENOMEM, "virtio-console: out of memory");
         }
         c->env = *env;
         c->in_poll_fd = -1;
-        c->out[0].poll_fd = c->out[1].poll_fd = -1;
+        c->owned_fd[0] = c->owned_fd[1] = c->owned_fd[2] = -1;
         int r = setup_in(c, in_fd, err, errlen);
         if (r == 0)
                 r = setup_out(c, 0, out_fd, err, errlen);
         if (r == 0)
                 r = setup_out(c, 1, err_fd, err, errlen);
         if (r == 0)
-                r = virtio_mmio_create(env, base, gsi, &console_ops, c, &c->t, err, errlen);
+                r = virtio_dev_create(env, &console_ops, c, &c->vd, err, errlen);
         if (r < 0) {
-                virtio_console_destroy(c);
+                console_free(c);
                 return r;
         }
         *out = c;
         return 0;
 }
 
-void virtio_console_flush(struct virtio_console *c)
+/* Pops what is left on a stream's tx queue without delivering it: after the deadline. */
+static uint64_t out_discard(struct out_stream *s)
 {
-        virtio_mmio_lock(c->t);
-        if (virtio_mmio_live(c->t)) {
-                out_pump(&c->out[0], true);
-                out_pump(&c->out[1], true);
+        struct virtio_console *c = s->c;
+        uint64_t dropped = 0;
+        if (s->have_chain)
+                dropped += s->chain.read_len - s->done;
+        s->have_chain = false;
+        /* The vCPUs are stopped: the avail ring can no longer grow, so this ends. */
+        while (virtio_pop(c->vd, s->queue, &s->chain) > 0)
+                dropped += s->chain.read_len;
+        return dropped;
+}
+
+static uint64_t console_flush_op(void *dev, const struct timespec *deadline, uint64_t max_bytes,
+                                 int cancel_fd)
+{
+        struct virtio_console *c = dev;
+        uint64_t cap = max_bytes;
+        for (unsigned i = 0; i < 2; i++) {
+                struct out_stream *s = &c->out[i];
+                for (;;) {
+                        virtio_lock(c->vd);
+                        bool more = false;
+                        if (virtio_live(c->vd) && cap > 0) {
+                                if (!s->have_chain && virtio_pop(c->vd, s->queue, &s->chain) > 0) {
+                                        s->have_chain = true;
+                                        s->done = 0;
+                                }
+                                if (s->have_chain) {
+                                        more = true;
+                                        if (out_take_chain(s, NULL, &cap)) {
+                                                s->have_chain = false;
+                                                virtio_push(c->vd, s->queue, s->chain.head, 0);
+                                        }
+                                }
+                        }
+                        virtio_unlock(c->vd);
+                        if (!more)
+                                break;
+                        if (s->w && !hostfd_writer_wait_room(s->w, deadline, cancel_fd))
+                                break;
+                        if (hostfd_deadline_passed(deadline))
+                                break;
+                }
+                if (s->w)
+                        hostfd_writer_drain(s->w, deadline, cancel_fd);
+                virtio_lock(c->vd);
+                if (virtio_live(c->vd))
+                        c->dropped += out_discard(s);
+                virtio_unlock(c->vd);
         }
-        virtio_mmio_unlock(c->t);
+        struct virtio_console_stats st;
+        virtio_console_get_stats(c, &st);
+        return st.dropped_bytes;
+}
+
+uint64_t virtio_console_flush(struct virtio_console *c, const struct timespec *deadline,
+                              uint64_t max_bytes, int cancel_fd)
+{
+        return virtio_dev_flush(c->vd, deadline, max_bytes, cancel_fd);
 }
 
 void virtio_console_get_stats(struct virtio_console *c, struct virtio_console_stats *s)
 {
-        virtio_mmio_lock(c->t);
+        virtio_lock(c->vd);
         s->in_bytes = c->in_bytes;
         s->dropped_bytes = c->dropped;
         for (unsigned i = 0; i < 2; i++) {
-                s->out_bytes[i] = c->out[i].bytes;
-                s->out_error[i] = c->out[i].error;
+                struct hostfd_writer_stats ws = {0};
+                if (c->out[i].w)
+                        hostfd_writer_get_stats(c->out[i].w, &ws);
+                s->out_bytes[i] = ws.written;
+                s->out_error[i] = ws.error;
+                s->dropped_bytes += ws.dropped;
         }
-        virtio_mmio_unlock(c->t);
+        virtio_unlock(c->vd);
 }
 
-struct virtio_mmio *virtio_console_transport(struct virtio_console *c)
+struct virtio_dev *virtio_console_dev(struct virtio_console *c)
 {
-        return c->t;
+        return c->vd;
 }
+
+/* ------------------------------------------------------------------ device table */
+
+static unsigned console_count(const struct ember_config *cfg)
+{
+        return 1;
+}
+
+static int open_output(const char *path, int *fd, char *err, size_t errlen)
+{
+        *fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (*fd < 0)
+                return ember_errf(err, errlen, errno, "cannot open '%s' for writing: %s", path,
+                                  strerror(errno));
+        return 0;
+}
+
+static int console_table_create(const struct dev_env *env, const struct ember_config *cfg,
+                                unsigned index, struct virtio_dev **out, enum ember_error *code,
+                                char *err, size_t errlen)
+{
+        static const char *const names[3] = {"stdin", "stdout", "stderr"};
+        int owned[3] = {-1, -1, -1};
+        int rc = 0;
+        *code = EMBER_ERR_CONSOLE;
+        if (cfg->console_output) {
+                rc = open_output(cfg->console_output, &owned[1], err, errlen);
+        } else {
+                /* Our own duplicates: the caller may close its fds once the VM is built. */
+                int fds[3] = {cfg->in_fd, cfg->out_fd, cfg->err_fd};
+                for (int i = 0; i < 3 && !rc; i++) {
+                        if (fds[i] < 0)
+                                continue;
+                        owned[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+                        if (owned[i] < 0)
+                                rc = ember_errf(err, errlen, errno, "console: %s fd %d: %s",
+                                                names[i], fds[i], strerror(errno));
+                }
+        }
+        struct virtio_console *c = NULL;
+        if (!rc) {
+                int out_fd = owned[1];
+                int err_fd = cfg->console_output ? owned[1] : owned[2];
+                rc = virtio_console_create(env, owned[0], out_fd, err_fd, &c, err, errlen);
+        }
+        if (rc) {
+                for (int i = 0; i < 3; i++)
+                        if (owned[i] >= 0)
+                                close(owned[i]);
+                return rc;
+        }
+        memcpy(c->owned_fd, owned, sizeof(owned));
+        *out = c->vd;
+        return 0;
+}
+
+const struct vm_device_type virtio_console_type = {
+    .name = "virtio-console",
+    .count = console_count,
+    .create = console_table_create,
+};

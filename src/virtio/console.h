@@ -12,15 +12,15 @@
  * only while the guest has the stdin port open (Linux drops data that arrives on a closed port)
  * and has buffers posted; once the host fd reaches EOF and every byte has been placed in guest
  * buffers, the device sends PORT_OPEN(0) for port 0 and the guest's read() returns 0.
- * Guest output is written to the host fds completely, in order per stream; if a fd fails
- * (EPIPE, EBADF, ...) the rest of that stream is dropped but still consumed, so the guest never
- * blocks. The device never lets a write raise SIGPIPE (it blocks the signal around pipe writes
- * on its own thread and uses MSG_NOSIGNAL on sockets).
+ * Guest output goes to the host fds through a writer each (core/hostfd.h): a bounded buffer
+ * drained by a thread of its own, so a slow or stuck reader stalls nothing else; the guest's
+ * chain is returned as soon as its bytes are in the buffer, and a full buffer holds the guest
+ * back (its tx queue fills). If a fd fails (EPIPE, EBADF, ...) the rest of that stream is
+ * dropped but still consumed, so the guest never blocks. SIGPIPE never reaches the application.
  *
- * Threads: all queue work and fd I/O run on the VM's event thread with the transport's lock
- * held, and never block there (pipes and ttys are polled before each <= PIPE_BUF write; a
- * stream that is not writable is waited for with EPOLLOUT). Regular files (and other fds epoll
- * refuses, like /dev/null) are read and written directly. */
+ * Work per queue notification is bounded in chains and bytes (virtio_pop_budget). At VM exit,
+ * flush delivers what the guest left queued, within a deadline and a byte cap and until a
+ * cancel fd fires; the rest is dropped and counted. */
 #ifndef EMBER_VIRTIO_CONSOLE_H
 #define EMBER_VIRTIO_CONSOLE_H
 
@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #include "core/dev_env.h"
-#include "virtio/mmio.h"
+#include "virtio/virtio.h"
 
 #define VIRTIO_ID_CONSOLE 3u
 
@@ -67,28 +67,28 @@ struct virtio_console;
 struct virtio_console_stats {
         uint64_t in_bytes;      /* host stdin bytes placed in guest buffers */
         uint64_t out_bytes[2];  /* bytes written to the stdout / stderr fd */
-        uint64_t dropped_bytes; /* guest output discarded (fd gone or failing, no fd, stdin tx) */
+        uint64_t dropped_bytes; /* guest output discarded (fd gone or failing, no fd, stdin tx,
+                                   not delivered by the final flush) */
         int out_error[2];       /* first errno that made a stream drop its output, or 0 */
 };
 
-/* Creates the console and its virtio-mmio transport at [base, base+4K) on GSI `gsi` (the core
- * adds virtio_mmio_cmdline(base, gsi) to the kernel command line). The fds are borrowed, never
- * closed (but dup'ed for epoll until destroy, so a pipe reader sees EOF only after
- * virtio_console_destroy); -1 means: stdin at EOF at once / output discarded. The same fd may
- * be passed for out and err. Call before the vCPU and event threads start. Returns 0 or -errno +
- * `err`. */
-int virtio_console_create(const struct dev_env *env, uint64_t base, uint32_t gsi, int in_fd,
-                          int out_fd, int err_fd, struct virtio_console **out, char *err,
-                          size_t errlen);
-/* Frees everything (after the vCPU and event threads are gone). NULL is a no-op. */
+/* Creates the console and its virtio core (a transport is attached by the caller: the VM, or
+ * a test). The fds are borrowed, never closed, and must stay open until destroy; -1 means:
+ * stdin at EOF at once / output discarded. The same fd may be passed for out and err. Call
+ * before the vCPU and event threads start. Returns 0 or -errno + `err`. */
+int virtio_console_create(const struct dev_env *env, int in_fd, int out_fd, int err_fd,
+                          struct virtio_console **out, char *err, size_t errlen);
+/* Frees everything, core included (after the transport and the threads are gone). NULL is a
+ * no-op. */
 void virtio_console_destroy(struct virtio_console *c);
+struct virtio_dev *virtio_console_dev(struct virtio_console *c);
 
-/* Writes out every stdout/stderr buffer the guest has queued, blocking until each is written
- * or its fd fails. Call at VM exit after the vCPUs stopped (preferably after the event thread
- * stopped too; it is safe either way), before virtio_console_destroy(). */
-void virtio_console_flush(struct virtio_console *c);
+/* Delivers the stdout/stderr data the guest has queued (ops->flush): at VM exit, after the
+ * vCPUs and the event thread stopped. Stops at `deadline` (CLOCK_MONOTONIC, NULL: none), after
+ * `max_bytes`, or when `cancel_fd` (-1: none) is readable; returns the bytes dropped. */
+uint64_t virtio_console_flush(struct virtio_console *c, const struct timespec *deadline,
+                              uint64_t max_bytes, int cancel_fd);
 
 void virtio_console_get_stats(struct virtio_console *c, struct virtio_console_stats *s);
-struct virtio_mmio *virtio_console_transport(struct virtio_console *c);
 
 #endif

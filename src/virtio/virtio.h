@@ -90,12 +90,15 @@ struct virtio_dev_ops {
          * not reach the rings afterwards. vCPU thread, or the VM's teardown. */
         void (*reset)(void *dev);
         /* Optional. The VM is stopping: stop touching guest memory and the rings, end worker
-         * threads. Called once, after the vCPUs and the event thread stopped, lock NOT held
-         * (a worker may need it to finish). */
+         * threads. Called once, after the vCPUs and the event thread stopped and after flush,
+         * lock NOT held (a worker may need it to finish). The core refuses pops and pushes
+         * afterwards. */
         void (*quiesce)(void *dev);
         /* Optional. Deliver what the guest left queued for the host (console output) until
          * `deadline` (CLOCK_MONOTONIC), at most `max_bytes`, giving up at once when `cancel_fd`
-         * becomes readable. Returns the bytes dropped. After quiesce, lock NOT held. */
+         * becomes readable. Returns the bytes of guest output that never reached the host over
+         * the device's life (this flush included). After the vCPUs and the event thread
+         * stopped, before quiesce, lock NOT held (take it around queue work). */
         uint64_t (*flush)(void *dev, const struct timespec *deadline, uint64_t max_bytes,
                           int cancel_fd);
         /* Optional. Frees the device (after the transport is gone). */

@@ -238,6 +238,15 @@ guest init_reaps_orphans 0 'reaped\n' -- sh -c '(sleep 0.2 &); sleep 1
 		[ "$(cut -d" " -f3 "$s" 2>/dev/null)" = Z ] && echo zombie
 	done; echo reaped'
 
+# --- devices ---------------------------------------------------------------------------------
+# virtio-rng is the guest's hardware RNG, and its bytes look random: 64 KiB hold every byte value.
+guest rng_virtio_hwrng 0 'virtio_rng.0\n1048576\n256\n' -- sh -c '
+	cat /sys/class/misc/hw_random/rng_current
+	head -c 1048576 /dev/hwrng | wc -c
+	head -c 65536 /dev/hwrng | od -An -v -tx1 | tr -s " " "\n" | grep . | sort -u | wc -l'
+guest rng_off 0 'none\n' --no-rng -- sh -c \
+	'cat /sys/class/misc/hw_random/rng_current 2>/dev/null || echo none'
+
 # --- output and input streams ---------------------------------------------------------------
 seq 1 200000 | head -c 1048576 >"$SCRATCH/want.1mib"
 guest_file stdout_1mib_intact 0 "$SCRATCH/want.1mib" -- sh -c 'seq 1 200000 | head -c 1048576'

@@ -176,7 +176,7 @@ static void t_error_names(void)
 
 static void t_exit_handle_without_vm(void)
 {
-        struct ember_exit_handle h = {-1};
+        struct ember_exit_handle h = {.fd = -1};
         CHECK_EQ(ember_exit_handle_trigger(h), -EBADF);
         ember_exit_handle_release(&h);
         CHECK_EQ(ember_vm_exit_handle(NULL, &h), -EINVAL);

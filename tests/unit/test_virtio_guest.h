@@ -156,6 +156,25 @@ FAKE_HELPER void fake_stop(void *hv, enum vm_stop_reason reason, int code, const
         }
 }
 
+/* A device as the VM makes it: its virtio core (ops, dev), then a virtio-mmio transport at
+ * `base`. On failure nothing is left (ops->destroy, if any, has run). */
+FAKE_HELPER int fake_virtio_create(const struct dev_env *env, uint64_t base, uint32_t gsi,
+                                   const struct virtio_dev_ops *ops, void *dev,
+                                   struct virtio_dev **vd, struct virtio_mmio **t, char *err,
+                                   size_t errlen)
+{
+        *t = NULL;
+        int r = virtio_dev_create(env, ops, dev, vd, err, errlen);
+        if (r < 0)
+                return r;
+        r = virtio_mmio_create(env, base, gsi, *vd, t, err, errlen);
+        if (r < 0) {
+                virtio_dev_destroy(*vd);
+                *vd = NULL;
+        }
+        return r;
+}
+
 /* Returns 0 or -errno. */
 FAKE_HELPER int fake_vm_init(struct fake_vm *vm)
 {

@@ -19,6 +19,7 @@ struct dummy {
 
 static struct fake_vm vm;
 static struct virtio_mmio *T;
+static struct virtio_dev *VD, *VD2;
 static struct dummy dev;
 static struct virtq_chain ch;
 
@@ -49,16 +50,16 @@ static void d_queue_notify(void *opaque, unsigned q)
 {
         struct dummy *d = opaque;
         d->notifies[q]++;
-        const struct gmem *mem = virtio_mmio_mem(T);
-        while (virtio_mmio_pop(T, q, &ch) > 0) {
+        const struct gmem *mem = virtio_mem(VD);
+        while (virtio_pop(VD, q, &ch) > 0) {
                 static uint8_t fill[4096];
                 memset(fill, 0xab, sizeof(fill));
                 uint32_t n = ch.write_len < sizeof(fill) ? ch.write_len : sizeof(fill);
                 d->bytes_seen += ch.read_len;
                 virtq_chain_write(mem, &ch, 0, fill, n);
-                virtio_mmio_push(T, q, ch.head, n);
+                virtio_push(VD, q, ch.head, n);
         }
-        virtio_mmio_signal_used(T, q);
+        virtio_signal_used(VD, q);
 }
 
 static void d_reset(void *opaque)
@@ -89,7 +90,7 @@ static void start(void)
         memset(&dev, 0, sizeof(dev));
         memcpy(dev.config, "CONFIG!!", 8);
         char err[256] = "";
-        int r = virtio_mmio_create(&vm.env, BASE, GSI, &dummy_ops, &dev, &T, err, sizeof(err));
+        int r = fake_virtio_create(&vm.env, BASE, GSI, &dummy_ops, &dev, &VD, &T, err, sizeof(err));
         if (r < 0)
                 FAILF("virtio_mmio_create: %d %s", r, err);
 }
@@ -98,6 +99,8 @@ static void stop_all(void)
 {
         virtio_mmio_destroy(T);
         T = NULL;
+        virtio_dev_destroy(VD);
+        VD = NULL;
         fake_vm_destroy(&vm);
 }
 
@@ -325,8 +328,8 @@ static void t_level_interrupt(void)
         REQUIRE(fake_vm_init(&vm) == 0);
         vm.irqfd_fails = true;
         char err[256];
-        REQUIRE_EQ(virtio_mmio_create(&vm.env, BASE, GSI, &dummy_ops, &dev, &T, err, sizeof(err)),
-                   0);
+        REQUIRE_EQ(
+            fake_virtio_create(&vm.env, BASE, GSI, &dummy_ops, &dev, &VD, &T, err, sizeof(err)), 0);
         struct gq q0;
         bring_up(&q0, NULL);
         uint64_t b = guest_alloc(&vm, 16, 16);
@@ -353,8 +356,9 @@ static void t_level_interrupt(void)
         REQUIRE(fake_vm_init(&vm) == 0);
         vm.env.irqfd = NULL;
         vm.env.irq_line = NULL;
-        CHECK_EQ(virtio_mmio_create(&vm.env, BASE, GSI, &dummy_ops, &dev, &T, err, sizeof(err)),
-                 -EINVAL);
+        CHECK_EQ(
+            fake_virtio_create(&vm.env, BASE, GSI, &dummy_ops, &dev, &VD, &T, err, sizeof(err)),
+            -EINVAL);
         CHECK(T == NULL);
         fake_vm_destroy(&vm);
 }
@@ -487,7 +491,7 @@ static void t_bad_queue_setup(void)
         /* after reset it works */
         wr(VIRTIO_MMIO_STATUS, 0);
         CHECK_EQ(rd(VIRTIO_MMIO_STATUS), 0);
-        CHECK_EQ(virtio_mmio_failure(T)[0], 0);
+        CHECK_EQ(virtio_failure(VD)[0], 0);
         REQUIRE(guest_negotiate(&vm, BASE, FEATURES) & VIRTIO_STATUS_FEATURES_OK);
         guest_set_queue_regs(&vm, BASE, 0, 16, d, a, u);
         wr(VIRTIO_MMIO_QUEUE_READY, 1);
@@ -546,8 +550,8 @@ static void t_queue_sizes_per_queue(void)
         for (uint32_t num = 4; num <= 8; num += 4) {
                 REQUIRE(fake_vm_init(&vm) == 0);
                 memset(&dev, 0, sizeof(dev));
-                REQUIRE(virtio_mmio_create(&vm.env, BASE, GSI, &ops, &dev, &T, err, sizeof(err)) ==
-                        0);
+                REQUIRE(fake_virtio_create(&vm.env, BASE, GSI, &ops, &dev, &VD, &T, err,
+                                           sizeof(err)) == 0);
                 wr(VIRTIO_MMIO_QUEUE_SEL, 0);
                 CHECK_EQ(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), 16);
                 wr(VIRTIO_MMIO_QUEUE_SEL, 1);
@@ -571,7 +575,7 @@ static void t_queue_sizes_per_queue(void)
         REQUIRE(fake_vm_init(&vm) == 0);
         ops.queue_sizes = bad_sizes;
         struct virtio_mmio *t2 = NULL;
-        CHECK_EQ(virtio_mmio_create(&vm.env, BASE, GSI, &ops, &dev, &t2, err, sizeof(err)),
+        CHECK_EQ(fake_virtio_create(&vm.env, BASE, GSI, &ops, &dev, &VD2, &t2, err, sizeof(err)),
                  -EINVAL);
         CHECK(t2 == NULL);
         fake_vm_destroy(&vm);
@@ -622,7 +626,7 @@ static void t_malformed_chain_fails_device(void)
         expect_failed("queue 0");
         CHECK(rd(VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
         CHECK(fake_irq_taken(&vm));
-        CHECK(!virtio_mmio_live(T));
+        CHECK(!virtio_live(VD));
         /* the other queue is dead too */
         unsigned before = dev.notifies[1];
         uint64_t b = guest_alloc(&vm, 16, 16);
@@ -653,16 +657,16 @@ static void t_config_generation(void)
         start();
         struct gq q0;
         uint32_t g0 = rd(VIRTIO_MMIO_CONFIG_GENERATION);
-        virtio_mmio_lock(T);
-        virtio_mmio_config_changed(T); /* before DRIVER_OK: no interrupt */
-        virtio_mmio_unlock(T);
+        virtio_lock(VD);
+        virtio_config_changed(VD); /* before DRIVER_OK: no interrupt */
+        virtio_unlock(VD);
         CHECK_EQ(rd(VIRTIO_MMIO_CONFIG_GENERATION), g0 + 1);
         CHECK_EQ(rd(VIRTIO_MMIO_INTERRUPT_STATUS), 0);
         bring_up(&q0, NULL);
         fake_irq_taken(&vm);
-        virtio_mmio_lock(T);
-        virtio_mmio_config_changed(T);
-        virtio_mmio_unlock(T);
+        virtio_lock(VD);
+        virtio_config_changed(VD);
+        virtio_unlock(VD);
         CHECK_EQ(rd(VIRTIO_MMIO_CONFIG_GENERATION), g0 + 2);
         CHECK_EQ(rd(VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_CONFIG);
         CHECK(fake_irq_taken(&vm));
@@ -675,26 +679,26 @@ static void t_create_errors(void)
         char err[256] = "";
         start();
         struct virtio_mmio *t2 = (struct virtio_mmio *)1;
-        CHECK_EQ(
-            virtio_mmio_create(&vm.env, BASE + 0x800, GSI, &dummy_ops, &dev, &t2, err, sizeof(err)),
-            -EEXIST);
+        CHECK_EQ(fake_virtio_create(&vm.env, BASE + 0x800, GSI, &dummy_ops, &dev, &VD2, &t2, err,
+                                    sizeof(err)),
+                 -EEXIST);
         CHECK(t2 == NULL);
         CHECK(strstr(err, "dummy") != NULL);
         struct virtio_dev_ops bad = dummy_ops;
         bad.queue_max = 12;
-        CHECK_EQ(
-            virtio_mmio_create(&vm.env, BASE + 0x10000, GSI, &bad, &dev, &t2, err, sizeof(err)),
-            -EINVAL);
+        CHECK_EQ(fake_virtio_create(&vm.env, BASE + 0x10000, GSI, &bad, &dev, &VD2, &t2, err,
+                                    sizeof(err)),
+                 -EINVAL);
         bad = dummy_ops;
         bad.num_queues = 0;
-        CHECK_EQ(
-            virtio_mmio_create(&vm.env, BASE + 0x10000, GSI, &bad, &dev, &t2, err, sizeof(err)),
-            -EINVAL);
+        CHECK_EQ(fake_virtio_create(&vm.env, BASE + 0x10000, GSI, &bad, &dev, &VD2, &t2, err,
+                                    sizeof(err)),
+                 -EINVAL);
         bad = dummy_ops;
         bad.config_size = 0x1000;
-        CHECK_EQ(
-            virtio_mmio_create(&vm.env, BASE + 0x10000, GSI, &bad, &dev, &t2, err, sizeof(err)),
-            -EINVAL);
+        CHECK_EQ(fake_virtio_create(&vm.env, BASE + 0x10000, GSI, &bad, &dev, &VD2, &t2, err,
+                                    sizeof(err)),
+                 -EINVAL);
         virtio_mmio_destroy(NULL);
         stop_all();
 }
