@@ -142,6 +142,8 @@ struct virtio_blk {
         uint64_t sectors;
         char serial[BLK_ID_LEN + 1];
         char path[256]; /* for messages */
+        void (*io_done_hook)(void *arg);
+        void *hook_arg;
         /* negotiated (lock held) */
         bool writethrough; /* FLUSH not negotiated: every write is synced */
         bool starved;      /* a notification stopped because the pool was empty */
@@ -542,6 +544,8 @@ static void *blk_worker(void *arg)
                 pthread_mutex_unlock(&b->mu);
 
                 uint8_t st = blk_execute(b, r);
+                if (b->io_done_hook)
+                        b->io_done_hook(b->hook_arg);
 
                 virtio_lock(b->vd);
                 pthread_mutex_lock(&b->mu);
@@ -639,6 +643,8 @@ int blk_create(const struct dev_env *env, const struct blk_params *p, struct vir
         b->fd = -1;
         b->ro = p->read_only;
         b->mem = env->mem;
+        b->io_done_hook = p->io_done_hook;
+        b->hook_arg = p->hook_arg;
         snprintf(b->path, sizeof(b->path), "%s", p->path);
         snprintf(b->serial, sizeof(b->serial), "%s", p->serial ? p->serial : "");
         pthread_mutex_init(&b->mu, NULL);

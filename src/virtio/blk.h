@@ -30,6 +30,10 @@ struct blk_params {
         const char *path;
         bool read_only;
         const char *serial; /* GET_ID answer, at most BLK_ID_LEN bytes used; NULL: empty */
+        /* For tests: called on the worker after each request's I/O, before it takes the device
+         * lock to answer (so a test can reset the device while a request is in flight). */
+        void (*io_done_hook)(void *arg);
+        void *hook_arg;
 };
 
 struct blk_stats {
