@@ -212,6 +212,31 @@ else
 		l1_stage "e2e_tcg_host_$name" run_l1 "${E2E_PROG_L1_TIMEOUT:-900}" "^$name\$" \
 			--file "$log/empty:e2e/progs" --file "$p:e2e/progs/$name"
 	done
+	# scripts/ember-tcg itself: its --disk images become disks of the test host, so what the
+	# guest writes to a read-write one is in the file here afterwards (as with ember run), and a
+	# read-only one stays as it was.
+	if [ -z "$only" ] || echo ember_tcg_disk_passthrough | grep -Eq -- "$only"; then
+		t=ember_tcg_disk_passthrough
+		rm -f "$log/tcg-rw.img"
+		truncate -s 4M "$log/tcg-rw.img"
+		ro_sum=$(sha256sum <"$blk_assets/data.img")
+		EMBER_TCG_EMBER="$ember" "$root/scripts/ember-tcg" --build "$build" --force-tcg \
+			--timeout "${E2E_PROG_L1_TIMEOUT:-900}" -- ember run --kernel "$build/guest/vmlinux" \
+			--rootfs "$build/rootfs" --disk "$log/tcg-rw.img" --disk "$blk_assets/data.img:ro" \
+			-- sh -c 'printf written-through-ember-tcg | dd of=/dev/vda conv=fsync 2>/dev/null
+				cat /sys/block/vdb/ro' >"$log/tcg.out" 2>"$log/tcg.err"
+		st=$?
+		got=$(head -c 25 "$log/tcg-rw.img")
+		if [ "$st" -ne 0 ]; then
+			harness_fail "$t" "scripts/ember-tcg exited $st: $(tail -c 300 "$log/tcg.err")"
+		elif [ "$got" != written-through-ember-tcg ]; then
+			harness_fail "$t" "the host file holds '$(printf '%s' "$got" | cat -v)', not what the guest wrote"
+		elif [ "$(cat "$log/tcg.out")" != 1 ] || [ "$(sha256sum <"$blk_assets/data.img")" != "$ro_sum" ]; then
+			harness_fail "$t" "the read-only disk was not read-only (ro flag '$(cat "$log/tcg.out")') or its file changed"
+		else
+			echo "PASS $t" | tee -a "$log/out"
+		fi
+	fi
 	# The KVM suite (tests/kvm: tiny guests driving the KVM layer, the VM core and the CLI) on
 	# the test host's KVM as well: a hardware-style KVM (kvm-amd) on Debian 12's kernel, where
 	# this host's may be another kind. Its lines come back as "svm:PROGRAM/TEST".
