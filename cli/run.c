@@ -5,6 +5,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,11 @@ static void run_usage(FILE *f)
             "  -r, --rootfs DIR         host directory that becomes the guest's / (default: "
             "ember's\n"
             "                           busybox root)\n"
+            "      --disk PATH[:ro]     raw disk image (file or block device): /dev/vda, vdb, ...\n"
+            "                           in order (repeatable; ':ro' read-only)\n"
+            "      --root-disk PATH[:ro] boot with this disk image (/dev/vda) as / instead of a\n"
+            "                           root directory (not with --rootfs)\n"
+            "      --root-disk-fstype T its file system type (default: detected; ext2/3/4)\n"
             "\n"
             "process:\n"
             "  -e, --env KEY=VALUE      environment variable for CMD (repeatable); a bare KEY\n"
@@ -137,6 +143,18 @@ static char *find_default(const char *rel)
             access(path, R_OK) == 0)
                 return strdup(path);
         return NULL;
+}
+
+/* PATH[:ro] or PATH[:rw]: strips the suffix in place; true for ':ro'. */
+static bool disk_arg(char *arg)
+{
+        size_t n = strlen(arg);
+        if (n > 3 && (!strcmp(arg + n - 3, ":ro") || !strcmp(arg + n - 3, ":rw"))) {
+                bool ro = arg[n - 2] == 'r' && arg[n - 1] == 'o';
+                arg[n - 3] = 0;
+                return ro;
+        }
+        return false;
 }
 
 static struct ember_exit_handle g_stop = {.fd = -1};
@@ -288,7 +306,10 @@ int ember_cli_run(int argc, char **argv)
                 OPT_NO_RNG,
                 OPT_ENV_FILE,
                 OPT_TIMEOUT,
-                OPT_METRICS_JSON
+                OPT_METRICS_JSON,
+                OPT_DISK,
+                OPT_ROOT_DISK,
+                OPT_ROOT_DISK_FSTYPE,
         };
         bool tty = false, interactive = false;
         static const struct option opts[] = {
@@ -314,6 +335,9 @@ int ember_cli_run(int argc, char **argv)
             {"no-rng", no_argument, NULL, OPT_NO_RNG},
             {"tty", no_argument, NULL, 't'},
             {"interactive", no_argument, NULL, 'i'},
+            {"disk", required_argument, NULL, OPT_DISK},
+            {"root-disk", required_argument, NULL, OPT_ROOT_DISK},
+            {"root-disk-fstype", required_argument, NULL, OPT_ROOT_DISK_FSTYPE},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -324,6 +348,9 @@ int ember_cli_run(int argc, char **argv)
         }
         uint64_t cpus = EMBER_DEFAULT_VCPUS, mem = EMBER_DEFAULT_MEMORY_MIB;
         const char *kernel = getenv("EMBER_KERNEL"), *rootfs = getenv("EMBER_ROOTFS");
+        char *root_disk = NULL;
+        const char *root_fstype = NULL;
+        bool rootfs_given = false;
         int rc = 0, status = CLI_EXIT_USAGE;
         struct timeval timeout = {0, 0};
         g_timed_out = 0;
@@ -361,6 +388,18 @@ int ember_cli_run(int argc, char **argv)
                         break;
                 case 'r':
                         rootfs = optarg;
+                        rootfs_given = true;
+                        break;
+                case OPT_DISK: {
+                        bool ro = disk_arg(optarg);
+                        rc = ember_builder_disk(b, optarg, ro);
+                        break;
+                }
+                case OPT_ROOT_DISK:
+                        root_disk = optarg;
+                        break;
+                case OPT_ROOT_DISK_FSTYPE:
+                        root_fstype = optarg;
                         break;
                 case 'e':
                         rc = strchr(optarg, '=') ? ember_builder_exec_env_str(b, optarg)
@@ -492,9 +531,26 @@ int ember_cli_run(int argc, char **argv)
                 status = CLI_EXIT_EMBER;
                 goto out;
         }
-        if (!rootfs)
+        if (root_disk) {
+                /* The root is the disk: no default root directory (an explicit one is refused
+                 * by the builder). */
+                bool ro = disk_arg(root_disk);
+                if (!rootfs_given)
+                        rootfs = NULL;
+                rc = ember_builder_root_disk(b, root_disk, ro, root_fstype);
+                if (rc) {
+                        free(def_kernel);
+                        status = fail_build(b);
+                        goto out;
+                }
+        } else if (root_fstype) {
+                fprintf(stderr, "ember: --root-disk-fstype needs --root-disk\n");
+                free(def_kernel);
+                goto out;
+        }
+        if (!rootfs && !root_disk)
                 rootfs = def_rootfs = find_default("rootfs");
-        if (!rootfs) {
+        if (!rootfs && !root_disk) {
                 fprintf(stderr,
                         "ember: no --rootfs given and ember's default root was not found beside "
                         "this ember nor in " EMBER_LIBDIR " (build it with `make guest`, install "
@@ -504,7 +560,7 @@ int ember_cli_run(int argc, char **argv)
                 goto out;
         }
         rc = ember_builder_kernel(b, kernel);
-        if (!rc)
+        if (!rc && rootfs)
                 rc = ember_builder_fs_root(b, rootfs);
         free(def_kernel);
         free(def_rootfs);

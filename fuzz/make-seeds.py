@@ -100,6 +100,31 @@ p += post(7, 0x220000, 6, False) + [RUN]  # stderr tx
 p += [STDIN, 0, RUN]  # EOF
 write("fuzz_virtio_console", "bring-up-and-streams", p)
 
+# fuzz_virtio_blk: the opcodes of fuzz/fuzz_virtio_blk.c. First byte: read-only (bit 0).
+B_SETUP, B_REQ, B_RUN, B_MEMW, B_RAW = 6, 7, 4, 3, 9
+B_IN, B_OUT, B_FLUSH, B_GETID, B_DISC, B_WZ = 0, 1, 2, 3, 4, 5  # indices into its type table
+
+
+def breq(type_index, sector, segs):
+    r = [B_REQ, type_index, *sector.to_bytes(2, "little"), len(segs)]
+    for gpa, sectors, plain16, writable in segs:
+        r += [*gpa.to_bytes(3, "little"), sectors, 0 if plain16 else 1, 2 if writable else 0]
+    return r
+
+
+for ro in (0, 1):
+    # VERSION_1 | INDIRECT_DESC | SIZE_MAX | SEG_MAX | BLK_SIZE | FLUSH | DISCARD | WRITE_ZEROES
+    feats = (1 << 28) | (1 << 1) | (1 << 2) | (1 << 6) | (1 << 9) | (1 << 13) | (1 << 14)
+    p = [ro, B_SETUP, *struct.pack("<I", feats), 1, 8]
+    p += breq(B_OUT, 8, [(0x300000, 8, False, False)]) + [B_RUN]
+    p += breq(B_IN, 8, [(0x301000, 4, False, True), (0x302000, 4, False, True)]) + [B_RUN]
+    p += breq(B_FLUSH, 0, []) + breq(B_GETID, 0, [(0x303000, 0, True, True)]) + [B_RUN]
+    p += [B_MEMW, *(0x304000).to_bytes(3, "little"), 16, *struct.pack("<QII", 16, 64, 0)]
+    p += breq(B_DISC, 0, [(0x304000, 0, True, False)])
+    p += breq(B_WZ, 0, [(0x304000, 0, True, False)]) + [B_RUN]
+    p += breq(B_IN, 0xffff, [(0x301000, 1, False, True)]) + [B_RUN]
+    write("fuzz_virtio_blk", "rw-requests" if ro == 0 else "ro-requests", p)
+
 # fuzz_legacy_devices: op byte = write (bit 0) | (length - 1) << 1 | port group << 4 | MMIO (bit
 # 7), then a 32-bit value, then the offset (MMIO: 2 bytes from IOAPIC - 0x200; port: 1 byte,
 # base + b % 16 - 4).

@@ -64,6 +64,12 @@ static const char *cfg_type_name(uint16_t type)
                 return "user name";
         case EMBER_CFG_GROUP_NAME:
                 return "group name";
+        case EMBER_CFG_ROOT_DEV:
+                return "root device";
+        case EMBER_CFG_ROOT_FSTYPE:
+                return "root file system type";
+        case EMBER_CFG_ROOT_FLAGS:
+                return "root flags";
         }
         return "unknown";
 }
@@ -96,6 +102,7 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
         bool seen[EMBER_CFG_GROUP_NAME + 1] = {false};
         size_t argc = 0, envc = 0, nrlimits = 0;
         uint32_t rlimit_seen = 0;
+        bool root_seen[3] = {false, false, false}; /* EMBER_CFG_ROOT_DEV.. */
 
         *string_bytes = 0;
         while (off < len) {
@@ -255,6 +262,45 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
                         nrlimits++;
                         break;
                 }
+                case EMBER_CFG_ROOT_DEV:
+                case EMBER_CFG_ROOT_FSTYPE:
+                case EMBER_CFG_ROOT_FLAGS: {
+                        unsigned k = type - EMBER_CFG_ROOT_DEV;
+
+                        if (root_seen[k])
+                                return cfg_fail(err, errlen, "record %zu: duplicate %s", index,
+                                                name);
+                        root_seen[k] = true;
+                        if (type == EMBER_CFG_ROOT_FLAGS) {
+                                if (vlen != 4)
+                                        return cfg_fail(err, errlen,
+                                                        "record %zu (%s): length %u, want 4", index,
+                                                        name, vlen);
+                                if (cfg_le32(v) & ~EMBER_CFG_ROOT_RO)
+                                        return cfg_fail(err, errlen,
+                                                        "record %zu: unknown root flags 0x%x",
+                                                        index, cfg_le32(v) & ~EMBER_CFG_ROOT_RO);
+                                if (sink)
+                                        cfg->root_flags = cfg_le32(v);
+                                break;
+                        }
+                        if (vlen == 0 || vlen > INIT_CFG_PATH_MAX || memchr(v, '\0', vlen))
+                                return cfg_fail(err, errlen, "record %zu (%s): bad string", index,
+                                                name);
+                        if (type == EMBER_CFG_ROOT_DEV && v[0] != '/')
+                                return cfg_fail(err, errlen,
+                                                "record %zu: root device is not an absolute path",
+                                                index);
+                        *string_bytes += (size_t)vlen + 1;
+                        if (sink) {
+                                char *s = cfg_string(sink, v, vlen);
+                                if (type == EMBER_CFG_ROOT_DEV)
+                                        cfg->root_dev = s;
+                                else
+                                        cfg->root_fstype = s;
+                        }
+                        break;
+                }
                 default:
                         return cfg_fail(err, errlen, "record %zu at offset %zu: unknown type %u",
                                         index, off, type);
@@ -268,6 +314,9 @@ static int cfg_walk(const uint8_t *buf, size_t len, struct init_config *cfg, str
                 return cfg_fail(err, errlen, "both a user name and a uid");
         if (seen[EMBER_CFG_GROUP_NAME] && seen[EMBER_CFG_GID])
                 return cfg_fail(err, errlen, "both a group name and a gid");
+        if (root_seen[0] != root_seen[1] || (root_seen[2] && !root_seen[0]))
+                return cfg_fail(err, errlen,
+                                "root device and its file system type must come together");
         cfg->argc = argc;
         cfg->envc = envc;
         cfg->nrlimits = nrlimits;

@@ -43,6 +43,10 @@ struct init_config {
         struct init_rlimit rlimits[INIT_CFG_MAX_RLIMITS];
         size_t nrlimits;
         uint32_t flags;
+        /* Root on a disk (EMBER_CFG_ROOT_*): NULL when the root is the initramfs. */
+        char *root_dev;
+        char *root_fstype;
+        uint32_t root_flags;
         void *mem;
 };
 

@@ -15,6 +15,7 @@
  * -no-reboot ends the VM). */
 #include "config.h"
 #include "tty.h"
+#include "rootdisk.h"
 #include "util.h"
 
 #include "ember/guest_abi.h"
@@ -766,6 +767,15 @@ int main(int argc, char **argv)
         setup_console();
         setup_stdio();
         read_config(&cfg);
+        if (cfg.root_dev) {
+                char err[256];
+
+                if (init_switch_root(cfg.root_dev, cfg.root_fstype,
+                                     cfg.root_flags & EMBER_CFG_ROOT_RO, err, sizeof(err)) != 0) {
+                        msg("%s", err);
+                        setup_failed();
+                }
+        }
         resolve_user(&cfg);
         init.cfg_uid = cfg.has_uid ? cfg.uid : 0;
         set_hostname(&cfg);

@@ -73,6 +73,7 @@ enum ember_error {
         EMBER_ERR_STATE,            /* call not valid in the object's current state */
         EMBER_ERR_INVALID,          /* any other invalid argument */
         EMBER_ERR_USER,             /* user or group that cannot be passed */
+        EMBER_ERR_DISK,             /* disk image missing, unreadable, locked, or not 512-aligned */
 };
 
 /* Stable name of an error ("EMBER_ERR_KERNEL"), never NULL. */
@@ -120,6 +121,26 @@ EMBER_API int ember_builder_kernel_log(struct ember_builder *b, const char *path
 /* fs root: a host directory that becomes the guest's "/". In this version it is packed into
  * the guest's initramfs at build time (files are read then, not live). */
 EMBER_API int ember_builder_fs_root(struct ember_builder *b, const char *dir);
+
+/* Disks (virtio-blk): raw images (regular files or block devices), the guest's /dev/vda,
+ * /dev/vdb, ... in the order given (a root disk, below, is always /dev/vda). At build each image
+ * is opened (read-only, or read-write) and flock'ed (shared for read-only, exclusive for
+ * read-write, so two VMs never write one image); a missing, unreadable, locked or empty image,
+ * or one whose size is not a multiple of 512 bytes, fails the build with EMBER_ERR_DISK. On a
+ * read-only disk the guest's writes fail and the file is never written. A write the guest
+ * synced (fsync, sync, a FLUSH) is in the host file (fdatasync'ed); the guest's discards punch
+ * holes in the file. At most EMBER_MAX_DISKS disks, root disk included. */
+#define EMBER_MAX_DISKS 8
+EMBER_API int ember_builder_disk(struct ember_builder *b, const char *path, int read_only);
+/* The serial number the guest reads for the last disk added (/sys/block/vdX/serial; 1 to 20
+ * bytes). Default: "ember-vdX". */
+EMBER_API int ember_builder_disk_serial(struct ember_builder *b, const char *serial);
+/* Root on a disk: the image becomes /dev/vda and ember-init mounts it as the workload's "/"
+ * (with /dev, /proc, /sys, /tmp, /run as usual). `fstype` is the file system type ("ext4");
+ * NULL detects it from the image (ext2/3/4 are recognized). The initramfs then holds only
+ * ember-init: a root directory (ember_builder_fs_root) cannot be given as well. */
+EMBER_API int ember_builder_root_disk(struct ember_builder *b, const char *path, int read_only,
+                                      const char *fstype);
 
 /* exec: the program (looked up in the guest's PATH when it has no '/') and its argv.
  * argv is NULL-terminated and includes argv[0]; NULL means { path, NULL }. */

@@ -69,6 +69,12 @@ enum ember_abi_cfg_type {
         EMBER_CFG_USER_NAME = 10,
         /* string: a group name, resolved in /etc/group; excludes EMBER_CFG_GID. */
         EMBER_CFG_GROUP_NAME = 11,
+        /* Root on a disk (virtio-blk): init mounts ROOT_DEV (type ROOT_FSTYPE, read-only with
+         * EMBER_CFG_ROOT_RO) and makes it "/" before anything else of the workload's. The
+         * three come together. */
+        EMBER_CFG_ROOT_DEV = 20,    /* string: "/dev/vda" */
+        EMBER_CFG_ROOT_FSTYPE = 21, /* string: "ext4" */
+        EMBER_CFG_ROOT_FLAGS = 22,  /* u32, EMBER_CFG_ROOT_* */
 };
 
 /* Limits both sides enforce: the host refuses a configuration past them, init refuses to read
@@ -78,6 +84,8 @@ enum ember_abi_cfg_type {
 #define EMBER_ABI_MAX_RLIMITS  16u   /* EMBER_CFG_RLIMIT records */
 /* User and group names: 1 to EMBER_CFG_NAME_MAX bytes, no ':', no newline. */
 #define EMBER_CFG_NAME_MAX 256u
+
+#define EMBER_CFG_ROOT_RO 0x1u /* mount the root disk read-only */
 
 #define EMBER_CFG_FLAG_PID1 0x1u /* exec the workload as PID 1 instead of a child of init */
 /* The workload gets a pseudo-terminal of the guest as its controlling terminal and stdin,

@@ -7,7 +7,8 @@
 # Prints the prepared directory on stdout (everything else goes to stderr):
 #   DIR/vmlinuz        the L1 kernel
 #   DIR/vmlinux        the same kernel as a PVH ELF, when it can be extracted (boots faster)
-#   DIR/modules/*.ko   irqbypass, kvm, kvm-amd and whatever else they depend on, uncompressed
+#   DIR/modules/*.ko   irqbypass, kvm, kvm-amd, virtio_pci, virtio_blk and whatever else they
+#                      depend on, uncompressed
 #   DIR/load-order     module file names, one a line, dependencies first
 #   DIR/kernel-version
 # The result is cached under ${EMBER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ember}/tcg-host/;
@@ -56,6 +57,8 @@ is_complete() { # dir
 	[ -s "$1/vmlinuz" ] && [ -s "$1/load-order" ] && [ -s "$1/kernel-version" ] || return 1
 	local m
 	while read -r m; do [ -s "$1/modules/$m" ] || return 1; done <"$1/load-order"
+	# virtio-blk (run.sh --disk) came later: a cache without it is prepared again.
+	grep -qx 'virtio_blk.ko' "$1/load-order"
 }
 
 if [ "$refresh" = 0 ] && [ -z "${EMBER_TCG_KERNEL_DEB:-}" ] && [ -L "$cache/current" ] &&
@@ -135,6 +138,9 @@ add_module() { # name; appends dependencies first
 }
 command -v modinfo >/dev/null || die "modinfo not found (Debian package kmod)"
 add_module kvm_amd
+# Disks passed in with run.sh --disk: virtio-blk over PCI.
+add_module virtio_pci
+add_module virtio_blk
 
 cp "$vmlinuz" "$out.new/vmlinuz"
 

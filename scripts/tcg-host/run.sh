@@ -18,6 +18,9 @@
 #   --env K=V             set K=V in the command's environment (repeatable)
 #   --workdir DIR         the command's working directory inside L1 (default /payload)
 #   --export L1PATH:FILE  after the command, copy file L1PATH out of L1 to FILE (repeatable)
+#   --disk FILE[:ro]      attach FILE as a virtio-blk disk of L1 (repeatable): the first is
+#                         /dev/vda there, the next /dev/vdb, ...; what L1 writes lands in FILE
+#                         (L1 syncs before it powers off); ':ro' attaches it read-only
 #   --timeout SECS        hard limit for the whole run, boot included (default $EMBER_TCG_TIMEOUT
 #                         or 600); past it QEMU is killed and we exit 124
 #   --freeze-after SECS   from /init until the command ends, L1 reports a heartbeat every 5 s;
@@ -38,7 +41,7 @@
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-payloads=() files=() envs=() exports=()
+payloads=() files=() envs=() exports=() disks=()
 stdin_mode=auto stdin_file=
 workdir=/payload
 timeout_s=${EMBER_TCG_TIMEOUT:-600}
@@ -67,6 +70,7 @@ while [ $# -gt 0 ]; do
 	--env) need "$@"; envs+=("$2"); shift 2 ;;
 	--workdir) need "$@"; workdir=$2; shift 2 ;;
 	--export) need "$@"; exports+=("$2"); shift 2 ;;
+	--disk) need "$@"; disks+=("$2"); shift 2 ;;
 	--timeout) need "$@"; timeout_s=$2; shift 2 ;;
 	--freeze-after) need "$@"; freeze_s=$2; shift 2 ;;
 	--memory) need "$@"; memory=$2; shift 2 ;;
@@ -190,6 +194,19 @@ streamers=("${pids[@]}")
 l1_kernel="$l1/vmlinuz"
 [ ! -s "$l1/vmlinux" ] || [ "${EMBER_TCG_L1_KERNEL:-}" = bzimage ] || l1_kernel="$l1/vmlinux"
 
+# Disks: virtio-blk-pci in slots 0x11.., so that L1 names them vda, vdb, ... in the order given.
+disk_args=()
+for i in "${!disks[@]}"; do
+	d=${disks[$i]} ro=off
+	case "$d" in *:ro) d=${d%:ro} ro=on ;; esac
+	[ -f "$d" ] || die "--disk $d: not a file"
+	[ "$i" -lt 8 ] || die "--disk: at most 8 disks"
+	# The path goes into an option list: a comma in it would split the option.
+	case "$d" in *,*) die "--disk $d: a comma in the path is not supported" ;; esac
+	disk_args+=(-drive "file=$d,format=raw,if=none,id=disk$i,readonly=$ro"
+		-device "virtio-blk-pci,drive=disk$i,addr=0x$((11 + i))")
+done
+
 # cryptomgr.notests: the crypto self-tests cost L1 half a second of boot under TCG.
 # 8250.nr_uarts=5: the console and the four ports of the PCI card.
 t_qemu=$(now)
@@ -202,6 +219,7 @@ timeout -k 5 "$timeout_s" qemu-system-x86_64 \
 	-chardev "file,id=out,path=$tmp/out" -chardev "file,id=err,path=$tmp/err" \
 	-chardev "file,id=ctl,path=$tmp/ctl" \
 	-device pci-serial-4x,chardev1=out,chardev2=err,chardev3=ctl,addr=0x10 \
+	"${disk_args[@]}" \
 	${EMBER_TCG_MONITOR:+-monitor "unix:$EMBER_TCG_MONITOR,server,nowait"} \
 	</dev/null >"$tmp/qemu.log" 2>&1 &
 qpid=$!

@@ -169,6 +169,10 @@ static int encode_exec_config(const struct ember_config *cfg, uint8_t **out, siz
             .group_name = cfg->group_name,
             .hostname = cfg->hostname ? cfg->hostname : EMBER_DEFAULT_HOSTNAME,
             .flags = (cfg->as_pid1 ? EMBER_CFG_FLAG_PID1 : 0) | (cfg->tty ? EMBER_CFG_FLAG_TTY : 0),
+            /* The root disk is the first virtio-blk device, so the guest's first disk. */
+            .root_dev = cfg->root_disk ? "/dev/vda" : NULL,
+            .root_fstype = cfg->root_disk ? cfg->root_fstype : NULL,
+            .root_flags = cfg->root_disk && cfg->disk[0].read_only ? EMBER_CFG_ROOT_RO : 0,
         };
         for (size_t i = 0; i < cfg->nrlimits && i < GUEST_CONFIG_MAX_RLIMITS; i++) {
                 g.rlimits[i].resource = cfg->rlimit[i].resource;

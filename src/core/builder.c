@@ -1,5 +1,6 @@
 /* The builder: collects and validates the user's configuration, then hands it to the VM. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,11 +13,13 @@
 #include "core/vm_internal.h"
 #include "ember/guest_abi.h"
 #include "ember_paths.h"
+#include "virtio/blk.h"
 
 struct ember_builder {
         struct ember_config cfg;
         enum ember_error err_code;
         char err[EMBER_ERR_LEN];
+        int last_disk; /* for ember_builder_disk_serial; -1: none */
 };
 
 static const char *const error_names[] = {
@@ -38,6 +41,7 @@ static const char *const error_names[] = {
     [EMBER_ERR_STATE] = "EMBER_ERR_STATE",
     [EMBER_ERR_INVALID] = "EMBER_ERR_INVALID",
     [EMBER_ERR_USER] = "EMBER_ERR_USER",
+    [EMBER_ERR_DISK] = "EMBER_ERR_DISK",
 };
 
 EMBER_API const char *ember_error_name(enum ember_error err)
@@ -87,6 +91,7 @@ EMBER_API struct ember_builder *ember_builder_new(void)
         b->cfg.in_fd = 0;
         b->cfg.out_fd = 1;
         b->cfg.err_fd = 2;
+        b->last_disk = -1;
         return b;
 }
 
@@ -118,6 +123,11 @@ EMBER_API void ember_builder_free(struct ember_builder *b)
         free(c->console_output);
         free(c->user_name);
         free(c->group_name);
+        for (unsigned i = 0; i < c->ndisks; i++) {
+                free(c->disk[i].path);
+                free(c->disk[i].serial);
+        }
+        free(c->root_fstype);
         free(b);
 }
 
@@ -562,10 +572,99 @@ static int builder_defaults(struct ember_builder *b)
         return r ? set_str(b, &c->rootfs, r, EMBER_ERR_ROOTFS, "default root") : 0;
 }
 
+static int disk_add(struct ember_builder *b, unsigned at, const char *path, int read_only)
+{
+        struct ember_config *c = &b->cfg;
+        if (!path || !*path)
+                return fail(b, EMBER_ERR_DISK, EINVAL, "disk: no image path given");
+        if (c->ndisks == EMBER_MAX_DISKS)
+                return fail(b, EMBER_ERR_DISK, ENOSPC, "disk '%s': too many disks (at most %d)",
+                            path, EMBER_MAX_DISKS);
+        char *dup = strdup(path);
+        if (!dup)
+                return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "disk: out of memory");
+        memmove(&c->disk[at + 1], &c->disk[at], (c->ndisks - at) * sizeof(c->disk[0]));
+        c->disk[at] = (struct ember_disk_cfg){.path = dup, .read_only = read_only != 0};
+        c->ndisks++;
+        b->last_disk = (int)at;
+        return 0;
+}
+
+EMBER_API int ember_builder_disk(struct ember_builder *b, const char *path, int read_only)
+{
+        return b ? disk_add(b, b->cfg.ndisks, path, read_only) : -EINVAL;
+}
+
+EMBER_API int ember_builder_disk_serial(struct ember_builder *b, const char *serial)
+{
+        if (!b)
+                return -EINVAL;
+        if (b->last_disk < 0)
+                return fail(b, EMBER_ERR_DISK, EINVAL, "disk serial: no disk added yet");
+        if (!serial || !*serial || strlen(serial) > 20)
+                return fail(b, EMBER_ERR_DISK, EINVAL, "disk serial must be 1 to 20 bytes");
+        return set_str(b, &b->cfg.disk[b->last_disk].serial, serial, EMBER_ERR_DISK, "disk serial");
+}
+
+static bool fstype_valid(const char *t)
+{
+        size_t n = strlen(t);
+        if (n == 0 || n > 31)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') || t[i] == '_'))
+                        return false;
+        return true;
+}
+
+EMBER_API int ember_builder_root_disk(struct ember_builder *b, const char *path, int read_only,
+                                      const char *fstype)
+{
+        if (!b)
+                return -EINVAL;
+        if (b->cfg.root_disk)
+                return fail(b, EMBER_ERR_DISK, EEXIST, "root disk: one is given already");
+        if (fstype && !fstype_valid(fstype))
+                return fail(b, EMBER_ERR_DISK, EINVAL,
+                            "root disk: '%s' is not a file system type name (like ext4)", fstype);
+        char *t = NULL;
+        if (fstype && !(t = strdup(fstype)))
+                return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "root disk: out of memory");
+        int rc = disk_add(b, 0, path, read_only);
+        if (rc) {
+                free(t);
+                return rc;
+        }
+        b->cfg.root_disk = true;
+        b->cfg.root_fstype = t;
+        return 0;
+}
+
+/* The root disk's file system type, from its superblock. */
+static int detect_fstype(struct ember_builder *b, const char *path)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return fail(b, EMBER_ERR_DISK, errno, "disk '%s': %s", path, strerror(errno));
+        uint8_t magic[2];
+        /* ext2/3/4: s_magic 0xEF53 at byte 56 of the superblock, which starts at 1024. */
+        ssize_t n = pread(fd, magic, sizeof(magic), 1024 + 56);
+        close(fd);
+        if (n == 2 && magic[0] == 0x53 && magic[1] == 0xef) {
+                b->cfg.root_fstype = strdup("ext4"); /* the ext4 driver mounts ext2 and ext3 */
+                if (!b->cfg.root_fstype)
+                        return fail(b, EMBER_ERR_RESOURCE, ENOMEM, "root disk: out of memory");
+                return 0;
+        }
+        return fail(b, EMBER_ERR_DISK, EINVAL,
+                    "root disk '%s': unknown file system (ext2/3/4 are detected; give the type)",
+                    path);
+}
+
 /* Checks that need no KVM and no file contents. */
 static int builder_validate(struct ember_builder *b)
 {
-        const struct ember_config *c = &b->cfg;
+        struct ember_config *c = &b->cfg;
         if (c->vcpus == 0)
                 return fail(b, EMBER_ERR_VCPUS, EINVAL, "0 vCPUs: a VM needs at least one");
         if (c->vcpus > X86_MAX_VCPUS)
@@ -595,6 +694,26 @@ static int builder_validate(struct ember_builder *b)
                         return fail(b, EMBER_ERR_ROOTFS, ENOTDIR,
                                     "root directory '%s' is not a directory", c->rootfs);
         }
+        if (c->root_disk && c->rootfs)
+                return fail(b, EMBER_ERR_ROOTFS, EINVAL,
+                            "both a root directory ('%s') and a root disk ('%s') are given: "
+                            "choose one",
+                            c->rootfs, c->disk[0].path);
+        /* The disks are opened again (and kept) by their devices; checking them here names a
+         * bad image before any KVM work. */
+        for (unsigned i = 0; i < c->ndisks; i++) {
+                int fd;
+                uint64_t bytes;
+                bool bdev;
+                char why[EMBER_ERR_LEN];
+                int rc = blk_image_open(c->disk[i].path, c->disk[i].read_only, &fd, &bytes, &bdev,
+                                        why, sizeof(why));
+                if (rc)
+                        return fail(b, EMBER_ERR_DISK, -rc, "%s", why);
+                close(fd);
+        }
+        if (c->root_disk && !c->root_fstype)
+                return detect_fstype(b, c->disk[0].path);
         return 0;
 }
 

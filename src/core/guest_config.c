@@ -179,6 +179,18 @@ static int gcfg_validate(const struct guest_config *cfg, char *err, size_t errle
         if (cfg->flags & ~(EMBER_CFG_FLAG_PID1 | EMBER_CFG_FLAG_TTY))
                 return gcfg_fail(err, errlen, "unknown flags 0x%x",
                                  cfg->flags & ~(EMBER_CFG_FLAG_PID1 | EMBER_CFG_FLAG_TTY));
+        if (!cfg->root_dev != !cfg->root_fstype)
+                return gcfg_fail(err, errlen, "root disk: device and file system type go together");
+        if (cfg->root_dev && (cfg->root_dev[0] != '/' || strlen(cfg->root_dev) > 255))
+                return gcfg_fail(err, errlen, "root disk device '%.64s' is not an absolute path",
+                                 cfg->root_dev);
+        if (cfg->root_fstype && (!cfg->root_fstype[0] || strlen(cfg->root_fstype) > 31))
+                return gcfg_fail(err, errlen, "root disk file system type must be 1 to 31 bytes");
+        if (cfg->root_flags & ~EMBER_CFG_ROOT_RO)
+                return gcfg_fail(err, errlen, "unknown root disk flags 0x%x",
+                                 cfg->root_flags & ~EMBER_CFG_ROOT_RO);
+        if (cfg->root_flags && !cfg->root_dev)
+                return gcfg_fail(err, errlen, "root disk flags without a root disk");
         return 0;
 }
 
@@ -221,6 +233,11 @@ static void gcfg_write(const struct guest_config *cfg, struct gcfg_writer *w)
                 gcfg_record_str(w, EMBER_CFG_USER_NAME, cfg->user_name);
         if (cfg->group_name)
                 gcfg_record_str(w, EMBER_CFG_GROUP_NAME, cfg->group_name);
+        if (cfg->root_dev) {
+                gcfg_record_str(w, EMBER_CFG_ROOT_DEV, cfg->root_dev);
+                gcfg_record_str(w, EMBER_CFG_ROOT_FSTYPE, cfg->root_fstype);
+                gcfg_record_u32(w, EMBER_CFG_ROOT_FLAGS, cfg->root_flags);
+        }
 }
 
 int guest_config_encode(const struct guest_config *cfg, uint8_t **out, size_t *len, char *err,

@@ -35,6 +35,10 @@ struct guest_config {
         const char *user_name;
         const char *group_name;
         uint32_t flags; /* EMBER_CFG_FLAG_* */
+        /* Root on a disk: device path and type (both or neither), EMBER_CFG_ROOT_* flags. */
+        const char *root_dev;
+        const char *root_fstype;
+        uint32_t root_flags;
 };
 
 /* Encodes cfg. On success *out is a malloc'd buffer of *len bytes (free() it) and 0 is returned.

@@ -18,6 +18,12 @@ struct ember_rlimit_cfg {
         uint64_t soft, hard;
 };
 
+struct ember_disk_cfg {
+        char *path;
+        char *serial; /* NULL: "ember-vdX" */
+        bool read_only;
+};
+
 struct ember_observer {
         ember_exit_observer fn;
         void *user;
@@ -58,6 +64,11 @@ struct ember_config {
         size_t nobservers;
         /* devices (src/core/device_table.c) */
         bool no_rng;
+        /* virtio-blk: disk[0] is the root disk when root_disk is set */
+        struct ember_disk_cfg disk[EMBER_MAX_DISKS];
+        unsigned ndisks;
+        bool root_disk;
+        char *root_fstype; /* given, or detected at build */
 };
 
 #endif

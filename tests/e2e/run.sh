@@ -120,9 +120,19 @@ drop_summary() {
 	done
 }
 
+# Disk images for the virtio-blk scenarios, made here: the TCG test host has no mkfs.ext4. A run
+# inside the test host (the direct path there) gets them from outside in BLK_ASSETS.
+blk_assets=${BLK_ASSETS:-}
+if [ -z "$blk_assets" ]; then
+	blk_assets="$log/blk"
+	if ! sh "$here/disk-images.sh" "$blk_assets" "$build/rootfs" >"$log/blk.err" 2>&1; then
+		harness_fail blk_disk_images "tests/e2e/disk-images.sh failed: $(head -c 300 "$log/blk.err")"
+	fi
+fi
+
 if [ "$path" = direct ]; then
 	mkdir -p "$log/scratch"
-	EMBER="$ember" KERNEL="$build/guest/vmlinux" BZIMAGE="$build/guest/bzImage" \
+	BLK_ASSETS="$blk_assets" EMBER="$ember" KERNEL="$build/guest/vmlinux" BZIMAGE="$build/guest/bzImage" \
 		ROOTFS="$build/rootfs" SCRATCH="$log/scratch" E2E_PROGS="$log/progs" E2E_ONLY="$only" \
 		E2E_TIMEOUT="${E2E_TIMEOUT:-60}" E2E_PROG_TIMEOUT="${E2E_PROG_TIMEOUT:-300}" \
 		sh "$here/scenarios.sh" </dev/null 2>&1 | drop_summary | tee "$log/out"
@@ -193,7 +203,7 @@ else
 	scen_only=$only
 	[ -n "$scen_only" ] || scen_only='.'
 	l1_stage e2e_tcg_host run_l1 "${E2E_TCG_TIMEOUT:-2400}" "$scen_only" \
-		--file "$log/empty:e2e/progs"
+		--file "$log/empty:e2e/progs" --file "$blk_assets:e2e/blk" --env BLK_ASSETS=/payload/e2e/blk
 	for p in "${progs[@]}"; do
 		name=$(basename "$p")
 		if [ -n "$only" ] && ! echo "$name" | grep -Eq -- "$only"; then
@@ -202,6 +212,31 @@ else
 		l1_stage "e2e_tcg_host_$name" run_l1 "${E2E_PROG_L1_TIMEOUT:-900}" "^$name\$" \
 			--file "$log/empty:e2e/progs" --file "$p:e2e/progs/$name"
 	done
+	# scripts/ember-tcg itself: its --disk images become disks of the test host, so what the
+	# guest writes to a read-write one is in the file here afterwards (as with ember run), and a
+	# read-only one stays as it was.
+	if [ -z "$only" ] || echo ember_tcg_disk_passthrough | grep -Eq -- "$only"; then
+		t=ember_tcg_disk_passthrough
+		rm -f "$log/tcg-rw.img"
+		truncate -s 4M "$log/tcg-rw.img"
+		ro_sum=$(sha256sum <"$blk_assets/data.img")
+		EMBER_TCG_EMBER="$ember" "$root/scripts/ember-tcg" --build "$build" --force-tcg \
+			--timeout "${E2E_PROG_L1_TIMEOUT:-900}" -- ember run --kernel "$build/guest/vmlinux" \
+			--rootfs "$build/rootfs" --disk "$log/tcg-rw.img" --disk "$blk_assets/data.img:ro" \
+			-- sh -c 'printf written-through-ember-tcg | dd of=/dev/vda conv=fsync 2>/dev/null
+				cat /sys/block/vdb/ro' >"$log/tcg.out" 2>"$log/tcg.err"
+		st=$?
+		got=$(head -c 25 "$log/tcg-rw.img")
+		if [ "$st" -ne 0 ]; then
+			harness_fail "$t" "scripts/ember-tcg exited $st: $(tail -c 300 "$log/tcg.err")"
+		elif [ "$got" != written-through-ember-tcg ]; then
+			harness_fail "$t" "the host file holds '$(printf '%s' "$got" | cat -v)', not what the guest wrote"
+		elif [ "$(cat "$log/tcg.out")" != 1 ] || [ "$(sha256sum <"$blk_assets/data.img")" != "$ro_sum" ]; then
+			harness_fail "$t" "the read-only disk was not read-only (ro flag '$(cat "$log/tcg.out")') or its file changed"
+		else
+			echo "PASS $t" | tee -a "$log/out"
+		fi
+	fi
 	# The KVM suite (tests/kvm: tiny guests driving the KVM layer, the VM core and the CLI) on
 	# the test host's KVM as well: a hardware-style KVM (kvm-amd) on Debian 12's kernel, where
 	# this host's may be another kind. Its lines come back as "svm:PROGRAM/TEST".
@@ -235,13 +270,14 @@ else
 		else
 			d="$log/direct"
 			mkdir -p "$d/tests/e2e" "$d/build/tests/e2e"
-			cp "$here"/run.sh "$here"/scenarios.sh "$here"/*.c "$d/tests/e2e/"
+			cp "$here"/run.sh "$here"/scenarios.sh "$here"/disk-images.sh "$here"/*.c "$d/tests/e2e/"
 			for p in "${progs[@]}"; do cp "$p" "$d/build/tests/e2e/"; done
 			direct_l1() {
 				guest_files main/build
 				tcg_host "${E2E_TCG_TIMEOUT:-2400}" "${l1_guest[@]}" \
 					--file "$d/tests:main/tests" --file "$d/build/tests:main/build/tests" \
 					--file "$bash_static:bin/bash" --env "E2E_ONLY=$only" \
+					--file "$blk_assets:main/blk" --env BLK_ASSETS=/payload/main/blk \
 					-- bash /payload/main/tests/e2e/run.sh --build /payload/main/build --path direct |
 					drop_summary | sed -E 's/^(PASS|FAIL|SKIP) /\1 direct:/' | tee -a "$log/out"
 				return "${PIPESTATUS[0]}"

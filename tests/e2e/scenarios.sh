@@ -435,6 +435,175 @@ if selected kernel_panic_exits; then
 	fi
 fi
 
+# --- disks (virtio-blk) -------------------------------------------------------------------------
+# BLK_ASSETS: images that tests/e2e/disk-images.sh made where mkfs.ext4 exists (run.sh passes
+# them in). Images the guest writes are copied or made in $SCRATCH first.
+blk_names='blk_ext4_read_back|blk_write_64m_sync|blk_ro_refused|blk_two_disks|blk_discard_punches|blk_root_disk|blk_root_disk_rw_persists|blk_locked_by_other_ember|bad_disk_'
+blk_ok=1
+if selected "$blk_names" && { [ -z "${BLK_ASSETS:-}" ] || [ ! -f "$BLK_ASSETS/data.img" ]; }; then
+	fail blk_assets "BLK_ASSETS is not set or has no data.img (tests/e2e/run.sh makes them with tests/e2e/disk-images.sh)"
+	blk_ok=
+fi
+img_sum() { sha256sum "$1" | cut -d' ' -f1; }
+# root-disk runs: ember_run would add --rootfs, which a root disk excludes.
+ember_run_noroot() { run_bounded "$E2E_TIMEOUT" "$EMBER" run --kernel "$KERNEL" "$@"; }
+disk_guest() { # name rc want-format ember-run-args...: as guest, without the default --rootfs
+	dg=$1 dr=$2
+	# shellcheck disable=SC2059 # the format is the point
+	printf "$3" >"$SCRATCH/want.$dg"
+	shift 3
+	selected "$dg" || return 1
+	ember_run_noroot "$@"
+	if [ -n "$hung" ]; then
+		fail_run "$dg" "no exit within ${E2E_TIMEOUT}s (killed)"
+	elif [ "$rc" != "$dr" ]; then
+		fail_run "$dg" "exit status $rc, want $dr"
+	elif ! cmp -s "$SCRATCH/out" "$SCRATCH/want.$dg"; then
+		fail_run "$dg" "stdout '$(excerpt "$SCRATCH/out")', want '$(excerpt "$SCRATCH/want.$dg")'"
+	elif [ -n "$after" ] && ! "$after"; then
+		fail_run "$dg" "$why"
+	else
+		pass "$dg"
+		return 0
+	fi
+	return 1
+}
+if [ -n "$blk_ok" ]; then
+	# An ext4 image made with mkfs.ext4 -d reads back byte-exact, and a read-only disk's file
+	# is not modified (not even by the mount).
+	data_sum=$(img_sum "$BLK_ASSETS/data.img")
+	check_data_unchanged() {
+		[ "$(img_sum "$BLK_ASSETS/data.img")" = "$data_sum" ] && return 0
+		why="data.img changed on the host"
+		return 1
+	}
+	after=check_data_unchanged
+	guest_file blk_ext4_read_back 0 "$BLK_ASSETS/data.sha256" --disk "$BLK_ASSETS/data.img:ro" \
+		-- sh -c 'mkdir -p /tmp/m && mount -t ext4 -o ro /dev/vda /tmp/m && cd /tmp/m &&
+			sha256sum hello.txt random.bin sub/nested.txt'
+	# Writing to a read-only disk fails in the guest.
+	guest blk_ro_refused 0 'ro 1\nrefused\n' --disk "$BLK_ASSETS/data.img:ro" \
+		-- sh -c 'echo ro $(cat /sys/block/vda/ro)
+			if echo junk | dd of=/dev/vda bs=512 count=1 conv=fsync 2>/dev/null; then
+				echo written; else echo refused; fi'
+	after=
+
+	# 64 MiB written and synced by the guest are in the host file (sha256 on both sides).
+	if selected blk_write_64m_sync; then
+		rm -f "$SCRATCH/w.img"
+		truncate -s 80M "$SCRATCH/w.img"
+		ember_run --disk "$SCRATCH/w.img" --memory 512 -- sh -c 'head -c 67108864 /dev/urandom >/tmp/d &&
+			sha256sum /tmp/d | cut -d" " -f1 && cat /tmp/d >/dev/vda && sync'
+		host_sum=$(head -c 67108864 "$SCRATCH/w.img" | sha256sum | cut -d' ' -f1)
+		if [ -n "$hung" ]; then
+			fail_run blk_write_64m_sync "no exit within ${E2E_TIMEOUT}s (killed)"
+		elif [ "$rc" != 0 ]; then
+			fail_run blk_write_64m_sync "exit status $rc, want 0"
+		elif [ "$(cat "$SCRATCH/out")" != "$host_sum" ]; then
+			fail_run blk_write_64m_sync "guest wrote sha256 '$(excerpt "$SCRATCH/out")', the host file has $host_sum"
+		elif [ "$(stat -c %s "$SCRATCH/w.img")" != 83886080 ]; then
+			fail blk_write_64m_sync "the image changed size: $(stat -c %s "$SCRATCH/w.img")"
+		else
+			pass blk_write_64m_sync
+		fi
+		rm -f "$SCRATCH/w.img"
+	fi
+
+	# Two disks at once: /dev/vda and /dev/vdb in order, each with its serial and size; the
+	# rw one takes the write.
+	rm -f "$SCRATCH/b.img"
+	truncate -s 4M "$SCRATCH/b.img"
+	check_b_written() {
+		[ "$(head -c 12 "$SCRATCH/b.img")" = "second-disk!" ] && return 0
+		why="b.img does not start with what the guest wrote: '$(head -c 12 "$SCRATCH/b.img" | cat -v)'"
+		return 1
+	}
+	after=check_b_written
+	guest blk_two_disks 0 'ember-vda 32768 1\nember-vdb 8192 0\n' \
+		--disk "$BLK_ASSETS/data.img:ro" --disk "$SCRATCH/b.img" \
+		-- sh -c 'for d in vda vdb; do
+				echo $(cat /sys/block/$d/serial) $(cat /sys/block/$d/size) $(cat /sys/block/$d/ro)
+			done; printf second-disk! | dd of=/dev/vdb conv=fsync 2>/dev/null'
+	after=
+
+	# Discard punches holes: the host file's allocated blocks shrink.
+	if selected blk_discard_punches; then
+		rm -f "$SCRATCH/d.img"
+		head -c 16777216 /dev/urandom >"$SCRATCH/d.img"
+		before=$(stat -c %b "$SCRATCH/d.img")
+		ember_run --disk "$SCRATCH/d.img" -- sh -c 'blkdiscard /dev/vda && sync && echo discarded'
+		after_blocks=$(stat -c %b "$SCRATCH/d.img")
+		if [ -n "$hung" ]; then
+			fail_run blk_discard_punches "no exit within ${E2E_TIMEOUT}s (killed)"
+		elif [ "$rc" != 0 ] || [ "$(cat "$SCRATCH/out")" != discarded ]; then
+			fail_run blk_discard_punches "exit status $rc, stdout '$(excerpt "$SCRATCH/out")'"
+		elif [ "$after_blocks" -ge $((before / 4)) ]; then
+			fail blk_discard_punches "st_blocks $before before, $after_blocks after: not punched"
+		elif [ "$(stat -c %s "$SCRATCH/d.img")" != 16777216 ]; then
+			fail blk_discard_punches "the image changed size"
+		else
+			pass blk_discard_punches
+		fi
+		rm -f "$SCRATCH/d.img"
+	fi
+
+	# Root on a disk: / is the ext4 image (read-only here), with the usual mounts.
+	disk_guest blk_root_disk 0 'root-disk-marker\n/dev/vda / ext4 ro\n/proc\n/dev\nread-only\n' \
+		--root-disk "$BLK_ASSETS/root.img:ro" \
+		-- sh -c 'cat /ember-root-disk
+			grep " / " /proc/mounts | cut -d" " -f1-3 | tr "\n" " "; grep " / " /proc/mounts | grep -o "[ ,]ro[ ,]" | tr -d " ,"
+			grep -q " /proc proc" /proc/mounts && echo /proc
+			grep -q " /dev devtmpfs" /proc/mounts && echo /dev
+			touch /new 2>/dev/null || echo read-only'
+	# A read-write root disk keeps what the guest wrote for the next run.
+	if selected blk_root_disk_rw_persists; then
+		cp "$BLK_ASSETS/root.img" "$SCRATCH/root-rw.img"
+		ember_run_noroot --root-disk "$SCRATCH/root-rw.img" --root-disk-fstype ext4 \
+			-- sh -c 'echo kept >/persist && sync'
+		first=$rc
+		disk_guest blk_root_disk_rw_persists 0 'kept\n' --root-disk "$SCRATCH/root-rw.img" \
+			-- sh -c '[ '"$first"' = 0 ] && cat /persist'
+		rm -f "$SCRATCH/root-rw.img"
+	fi
+
+	# An image another ember holds read-write is refused, with a clear message.
+	if selected blk_locked_by_other_ember; then
+		rm -f "$SCRATCH/l.img" "$SCRATCH/l.out"
+		truncate -s 1M "$SCRATCH/l.img"
+		"$EMBER" run --kernel "$KERNEL" --rootfs "$ROOTFS" --disk "$SCRATCH/l.img" \
+			-- sh -c 'echo holding; sleep 60' >"$SCRATCH/l.out" 2>&1 </dev/null &
+		holder=$!
+		i=0
+		while [ "$i" -lt "$E2E_TIMEOUT" ] && ! grep -q holding "$SCRATCH/l.out" 2>/dev/null; do
+			sleep 1
+			i=$((i + 1))
+		done
+		run_bounded 30 "$EMBER" run --kernel "$KERNEL" --rootfs "$ROOTFS" --disk "$SCRATCH/l.img:ro" -- true
+		kill "$holder" 2>/dev/null
+		wait "$holder" 2>/dev/null
+		if ! grep -q holding "$SCRATCH/l.out"; then
+			fail blk_locked_by_other_ember "the first ember never started: '$(excerpt "$SCRATCH/l.out")'"
+		elif [ "$rc" -lt 1 ] || [ "$rc" -gt 125 ] || ! grep -q "in use by another process" "$SCRATCH/err"; then
+			fail_run blk_locked_by_other_ember "exit status $rc, want a refusal naming the lock"
+		else
+			pass blk_locked_by_other_ember
+		fi
+		rm -f "$SCRATCH/l.img" "$SCRATCH/l.out"
+	fi
+
+	# Images ember refuses at build.
+	head -c 1000 /dev/zero >"$SCRATCH/odd.img"
+	rm -f "$SCRATCH/zero.img"
+	truncate -s 1M "$SCRATCH/zero.img"
+	bad_input bad_disk_missing --kernel "$KERNEL" --rootfs "$ROOTFS" --disk "$SCRATCH/no-such.img" -- true
+	bad_input bad_disk_not_512 --kernel "$KERNEL" --rootfs "$ROOTFS" --disk "$SCRATCH/odd.img" -- true
+	bad_input bad_disk_directory --kernel "$KERNEL" --rootfs "$ROOTFS" --disk "$SCRATCH" -- true
+	bad_input bad_disk_root_and_rootfs --kernel "$KERNEL" --rootfs "$ROOTFS" \
+		--root-disk "$BLK_ASSETS/root.img:ro" -- true
+	bad_input bad_disk_root_unknown_fs --kernel "$KERNEL" --root-disk "$SCRATCH/zero.img:ro" -- true
+	rm -f "$SCRATCH/odd.img" "$SCRATCH/zero.img"
+fi
+
 # --- stopping wins ------------------------------------------------------------------------------
 # The guest floods stdout into a FIFO that is held open but never read, so ember's writer is stuck
 # and the guest blocks on a full queue. A SIGTERM must still end ember: the VM stops at once and

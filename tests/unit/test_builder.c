@@ -1,6 +1,7 @@
 /* Builder validation: every bad input is refused with a named error and a detail that names
  * the problem, before any KVM work (so these run without /dev/kvm). */
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -256,6 +257,55 @@ static void t_exit_handle_without_vm(void)
         CHECK_EQ(ember_metrics_sample(NULL, NULL), -EINVAL);
 }
 
+static void t_disks(void)
+{
+        char img[] = "/tmp/ember-disk-XXXXXX";
+        int fd = mkstemp(img);
+        REQUIRE(fd >= 0);
+        REQUIRE_EQ(ftruncate(fd, 1000), 0);
+        struct ember_builder *b = valid_builder();
+        CHECK_EQ(ember_builder_disk_serial(b, "x"), -EINVAL); /* no disk yet */
+        CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_DISK);
+        CHECK_EQ(ember_builder_disk(b, NULL, 0), -EINVAL);
+        CHECK_EQ(ember_builder_disk(b, img, 0), 0);
+        CHECK_EQ(ember_builder_disk_serial(b, "123456789012345678901"), -EINVAL);
+        CHECK_EQ(ember_builder_disk_serial(b, "serial-1"), 0);
+        expect_build_error(b, EMBER_ERR_DISK, "not a multiple of 512");
+        ember_builder_free(b);
+
+        b = valid_builder();
+        CHECK_EQ(ember_builder_disk(b, "/nonexistent/disk.img", 1), 0);
+        expect_build_error(b, EMBER_ERR_DISK, "/nonexistent/disk.img");
+        ember_builder_free(b);
+
+        b = valid_builder();
+        for (int i = 0; i < EMBER_MAX_DISKS; i++)
+                CHECK_EQ(ember_builder_disk(b, img, 1), 0);
+        CHECK_EQ(ember_builder_disk(b, img, 1), -ENOSPC);
+        CHECK_EQ(ember_builder_error_code(b), EMBER_ERR_DISK);
+        ember_builder_free(b);
+
+        /* A held lock: exclusive for read-write, shared for read-only. */
+        REQUIRE_EQ(ftruncate(fd, 1 << 20), 0);
+        REQUIRE_EQ(flock(fd, LOCK_SH), 0);
+        b = valid_builder();
+        CHECK_EQ(ember_builder_disk(b, img, 0), 0);
+        expect_build_error(b, EMBER_ERR_DISK, "in use by another process");
+        ember_builder_free(b);
+        close(fd);
+
+        /* Root disk: its file system is detected (zeros: unknown), and it excludes a root dir. */
+        b = valid_builder();
+        CHECK_EQ(ember_builder_root_disk(b, img, 1, "ext4;rm"), -EINVAL);
+        CHECK_EQ(ember_builder_root_disk(b, img, 1, NULL), 0);
+        CHECK_EQ(ember_builder_root_disk(b, img, 1, NULL), -EEXIST);
+        expect_build_error(b, EMBER_ERR_DISK, "unknown file system");
+        ember_builder_fs_root(b, "/tmp");
+        expect_build_error(b, EMBER_ERR_ROOTFS, "both a root directory");
+        ember_builder_free(b);
+        unlink(img);
+}
+
 int main(void)
 {
         struct tiny_code c = {0};
@@ -266,6 +316,7 @@ int main(void)
                 return 1;
         }
         T_RUN(t_zero_vcpus);
+        T_RUN(t_disks);
         T_RUN(t_memory_bounds);
         T_RUN(t_kernel_missing_or_garbage);
         T_RUN(t_rootfs_missing_or_not_dir);
