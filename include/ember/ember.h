@@ -213,6 +213,20 @@ struct ember_metrics_sample {
          * failed, or the final flush ran out of time (EMBER_FLUSH_TIMEOUT_MS), hit its byte cap
          * (EMBER_FLUSH_MAX_BYTES) or was cancelled by a second exit-handle trigger. */
         uint64_t output_dropped_bytes;
+        /* virtio-balloon (all 0 without it). The guest's own figures from its last memory
+         * statistics (the device asks for them every second): as MemTotal, MemFree and
+         * MemAvailable in its /proc/meminfo, and when they arrived (CLOCK_MONOTONIC ns). */
+        uint64_t guest_total_bytes;
+        uint64_t guest_free_bytes;
+        uint64_t guest_available_bytes;
+        uint64_t guest_stats_mono_ns;
+        uint64_t balloon_target_bytes; /* balloon size asked of the guest */
+        uint64_t balloon_actual_bytes; /* balloon size the guest says it holds */
+        /* Guest RAM given back to the host since boot: free memory the guest reported, and
+         * pages it put in the balloon. */
+        uint64_t balloon_reported_bytes;
+        uint64_t balloon_inflated_bytes;
+        uint64_t balloon_refused; /* pages or ranges the guest named outside RAM (ignored) */
 };
 EMBER_API struct ember_metrics *ember_vm_metrics(struct ember_vm *vm);
 EMBER_API int ember_metrics_sample(struct ember_metrics *m, struct ember_metrics_sample *out);
