@@ -51,6 +51,8 @@ struct ember_config {
         size_t nobservers;
         /* devices (src/core/device_table.c) */
         bool no_rng;
+        bool balloon;
+        unsigned balloon_flags; /* EMBER_BALLOON_* */
 };
 
 #endif
