@@ -5,6 +5,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,11 @@ static void run_usage(FILE *f)
             "stderr)\n"
             "      --no-rng             no virtio-rng device (the guest's entropy then comes from\n"
             "                           its own sources only)\n"
+            "      --balloon[=OPTS]     virtio-balloon: the guest's free memory goes back to the\n"
+            "                           host; OPTS, comma-separated: deflate-on-oom,\n"
+            "                           no-reporting, no-stats\n"
+            "      --balloon-target MiB ask the guest to give MiB of its RAM back (implies\n"
+            "                           --balloon)\n"
             "      --allow-software-kvm run even where /dev/kvm cannot run Linux (custom kernels)\n"
             "  -h, --help               this help\n"
             "\n"
@@ -78,6 +84,38 @@ static int parse_limit(const char *s, uint64_t *out)
                 return 0;
         }
         return parse_u64(s, out);
+}
+
+/* --balloon=deflate-on-oom,no-reporting,no-stats */
+static int parse_balloon_opts(const char *s, unsigned *flags)
+{
+        static const struct {
+                const char *name;
+                unsigned flag;
+        } names[] = {
+            {"deflate-on-oom", EMBER_BALLOON_DEFLATE_ON_OOM},
+            {"no-reporting", EMBER_BALLOON_NO_REPORTING},
+            {"no-stats", EMBER_BALLOON_NO_STATS},
+        };
+        while (*s) {
+                size_t len = strcspn(s, ",");
+                size_t i = 0;
+                while (i < sizeof(names) / sizeof(names[0]) &&
+                       (strlen(names[i].name) != len || strncmp(s, names[i].name, len)))
+                        i++;
+                if (i == sizeof(names) / sizeof(names[0])) {
+                        fprintf(stderr,
+                                "ember: --balloon: unknown option '%.*s' (known: "
+                                "deflate-on-oom, no-reporting, no-stats)\n",
+                                (int)len, s);
+                        return -1;
+                }
+                *flags |= names[i].flag;
+                s += len;
+                if (*s == ',')
+                        s++;
+        }
+        return 0;
 }
 
 /* A file next to the ember binary (build/ember -> build/<rel>), if it exists. */
@@ -132,6 +170,8 @@ int ember_cli_run(int argc, char **argv)
                 OPT_ALLOW_SW,
                 OPT_SAVE_INITRAMFS,
                 OPT_NO_RNG,
+                OPT_BALLOON,
+                OPT_BALLOON_TARGET
         };
         static const struct option opts[] = {
             {"cpus", required_argument, NULL, 'c'},
@@ -151,6 +191,8 @@ int ember_cli_run(int argc, char **argv)
             {"kernel-log", required_argument, NULL, OPT_KERNEL_LOG},
             {"allow-software-kvm", no_argument, NULL, OPT_ALLOW_SW},
             {"no-rng", no_argument, NULL, OPT_NO_RNG},
+            {"balloon", optional_argument, NULL, OPT_BALLOON},
+            {"balloon-target", required_argument, NULL, OPT_BALLOON_TARGET},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -160,6 +202,9 @@ int ember_cli_run(int argc, char **argv)
                 return CLI_EXIT_EMBER;
         }
         uint64_t cpus = EMBER_DEFAULT_VCPUS, mem = EMBER_DEFAULT_MEMORY_MIB;
+        bool balloon = false, has_target = false;
+        unsigned balloon_flags = 0;
+        uint64_t balloon_target = 0;
         const char *kernel = getenv("EMBER_KERNEL"), *rootfs = getenv("EMBER_ROOTFS");
         int rc = 0, status = CLI_EXIT_USAGE;
         optind = 1;
@@ -256,6 +301,20 @@ int ember_cli_run(int argc, char **argv)
                 case OPT_ALLOW_SW:
                         rc = ember_builder_machine_allow_software_kvm(b, 1);
                         break;
+                case OPT_BALLOON:
+                        balloon = true;
+                        if (optarg && parse_balloon_opts(optarg, &balloon_flags))
+                                goto out;
+                        break;
+                case OPT_BALLOON_TARGET:
+                        if (parse_u64(optarg, &balloon_target)) {
+                                fprintf(stderr,
+                                        "ember: --balloon-target '%s' is not a number of MiB\n",
+                                        optarg);
+                                goto out;
+                        }
+                        balloon = has_target = true;
+                        break;
                 case 'h':
                         run_usage(stdout);
                         status = 0;
@@ -280,6 +339,10 @@ int ember_cli_run(int argc, char **argv)
                 goto out;
         }
         ember_builder_machine(b, (unsigned)cpus, (size_t)mem);
+        if (balloon && ember_builder_balloon(b, 1, balloon_flags)) {
+                status = fail_build(b);
+                goto out;
+        }
 
         char *def_kernel = NULL, *def_rootfs = NULL;
         if (!kernel)
@@ -311,6 +374,13 @@ int ember_cli_run(int argc, char **argv)
                 rc = ember_builder_build(b, &vm);
         if (rc) {
                 status = fail_build(b);
+                goto out;
+        }
+
+        if (has_target && ember_vm_balloon_set_target(vm, balloon_target) < 0) {
+                fprintf(stderr, "ember: %s\n", ember_vm_error(vm));
+                ember_vm_free(vm);
+                status = CLI_EXIT_EMBER;
                 goto out;
         }
 
