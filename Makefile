@@ -96,18 +96,20 @@ $(BUILD)/ember: $(CLI_OBJS) $(STLIB)
 $(BUILD)/ember-static: $(CLI_OBJS) $(STLIB)
 	$(CC) -static -o $@ $(CLI_OBJS) $(STLIB) $(LDLIBS_ALL)
 
-$(BUILD)/tests/%: tests/%.c $(STLIB) tests/test.h
+TEST_HDRS    := $(wildcard tests/*.h tests/*/*.h)
+
+$(BUILD)/tests/%: tests/%.c $(STLIB) $(TEST_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) -Itests $(CFLAGS_ALL) $(SANLD) -o $@ $< $(STLIB) $(LDLIBS_ALL)
 
 # Static test programs for the TCG test host.
-$(BUILD)/static/tests/%: tests/%.c $(STLIB) tests/test.h
+$(BUILD)/static/tests/%: tests/%.c $(STLIB) $(TEST_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) -Itests $(CFLAGS_ALL) -static -o $@ $< $(STLIB) $(LDLIBS_ALL)
 
 # Fuzz targets with fuzz/replay.c as main (seed replay + deterministic mutations); libFuzzer
 # builds are fuzz/run.sh's.
-$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c fuzz/fuzz_input.h $(STLIB) tests/unit/test_virtio_guest.h
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c fuzz/fuzz_input.h $(STLIB) $(TEST_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) -Itests/unit $(CFLAGS_ALL) $(SANLD) -o $@ $< fuzz/replay.c $(STLIB) $(LDLIBS_ALL)
 

@@ -50,6 +50,27 @@ avail = 8 * 16
 struct.pack_into("<HHHH", ram, avail, 0, 2, 0, 2)
 write("fuzz_virtq", "two-chains", q + ram)
 
+# fuzz_virtq, RAM split by the gap (256 KiB low, 256 KiB from 4 GiB): rings in high RAM (header
+# byte 7 bit 0), buffers on both sides and at each range's very ends: the last bytes below the
+# gap, the first at 4 GiB, the last of high RAM, and an indirect table in high RAM pointing low.
+LOW, HIGH_AT, HIGH = 256 << 10, 4 << 30, 256 << 10
+q = bytearray(8)
+q[0], q[1], q[6], q[7] = 3, 1, 8, 1
+ram = bytearray(1024)
+struct.pack_into("<QIHH", ram, 0, LOW - 64, 64, 1, 1)  # desc 0: read, last 64 bytes below the gap
+struct.pack_into("<QIHH", ram, 16, HIGH_AT, 32, 3, 2)  # desc 1: write, first bytes at 4 GiB
+struct.pack_into("<QIHH", ram, 32, HIGH_AT + HIGH - 48, 48, 2, 0)  # desc 2: write, high's end
+struct.pack_into("<QIHH", ram, 48, HIGH_AT + 0x300, 32, 4, 0)  # desc 3: indirect table
+struct.pack_into("<QIHH", ram, 0x300, 0x1000, 16, 1, 1)  # low, read
+struct.pack_into("<QIHH", ram, 0x310, HIGH_AT + 0x8000, 16, 2, 0)  # high, write
+struct.pack_into("<QIHH", ram, 64, LOW - 1, 1, 0, 0)  # desc 4: the very last byte below the gap
+avail = 8 * 16
+struct.pack_into("<HHHHH", ram, avail, 0, 3, 0, 3, 4)
+write("fuzz_virtq", "split-ram-edges", q + ram)
+# the same chains with the rings in low RAM
+q[7] = 0
+write("fuzz_virtq", "split-ram-edges-low-rings", q + ram)
+
 # fuzz_virtio_console: the opcodes of fuzz/fuzz_virtio_console.c.
 SETUP, POST, CTRL, RUN, STDIN, MEMW = 6, 7, 8, 4, 9, 3
 

@@ -34,10 +34,12 @@
 #include <sys/io.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -121,6 +123,51 @@ static void drop_status_port(void)
 {
         if (init.ember)
                 ioperm(EMBER_ABI_PORT, EMBER_ABI_PORT_LEN, 0);
+}
+
+/* capget/capset's ABI (linux/capability.h, which musl does not ship). */
+#define INIT_CAP_VERSION_3 0x20080522u
+#define INIT_CAP_SYS_RAWIO 17u
+struct init_cap_header {
+        uint32_t version;
+        int pid;
+};
+struct init_cap_data {
+        uint32_t effective, permitted, inheritable;
+};
+
+/* A root workload could otherwise call ioperm() or iopl() and write the status port itself
+ * (reporting any exit status, or garbage), or reach other raw I/O: CAP_SYS_RAWIO leaves its
+ * bounding, ambient, effective, permitted and inheritable sets, so neither it nor anything it
+ * execs can regain it. Returns 0, or EMBER_EXIT_SETUP_FAILED after a message. */
+static int drop_raw_io_capability(void)
+{
+        struct init_cap_header h = {.version = INIT_CAP_VERSION_3, .pid = 0};
+        struct init_cap_data d[2];
+        uint32_t bit = 1u << INIT_CAP_SYS_RAWIO; /* in the first word: capabilities 0-31 */
+
+        if (prctl(PR_CAPBSET_DROP, INIT_CAP_SYS_RAWIO, 0, 0, 0) != 0) {
+                msg("dropping CAP_SYS_RAWIO from the bounding set: %s", strerror(errno));
+                return EMBER_EXIT_SETUP_FAILED;
+        }
+        /* EINVAL: a kernel without ambient capabilities (before 4.3), so none to lower. */
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, INIT_CAP_SYS_RAWIO, 0, 0) != 0 &&
+            errno != EINVAL) {
+                msg("dropping CAP_SYS_RAWIO from the ambient set: %s", strerror(errno));
+                return EMBER_EXIT_SETUP_FAILED;
+        }
+        if (syscall(SYS_capget, &h, d) != 0) {
+                msg("capget: %s", strerror(errno));
+                return EMBER_EXIT_SETUP_FAILED;
+        }
+        d[0].effective &= ~bit;
+        d[0].permitted &= ~bit;
+        d[0].inheritable &= ~bit;
+        if (syscall(SYS_capset, &h, d) != 0) {
+                msg("dropping CAP_SYS_RAWIO: capset: %s", strerror(errno));
+                return EMBER_EXIT_SETUP_FAILED;
+        }
+        return 0;
 }
 
 static sigjmp_buf probe_jmp;
@@ -607,7 +654,9 @@ static __attribute__((noreturn)) void run_child(const struct init_config *cfg, c
                 close(pipefd[0]);
                 drop_status_port();
                 setsid();
-                status = own_pid_ns ? mount_own_proc() : 0;
+                status = drop_raw_io_capability();
+                if (status == 0 && own_pid_ns)
+                        status = mount_own_proc();
                 if (status == 0)
                         status = prepare_process(cfg);
                 if (status == 0)
@@ -675,7 +724,10 @@ int main(int argc, char **argv)
             strerror(errno));
 
         port_write(EMBER_ABI_CMD_EXEC, 0);
-        status = prepare_process(&cfg);
+        /* The port stays open (below); CAP_SYS_RAWIO goes, as for a child workload. */
+        status = drop_raw_io_capability();
+        if (status == 0)
+                status = prepare_process(&cfg);
         if (status == 0) {
                 if (init.console_fd >= 0)
                         close(init.console_fd);

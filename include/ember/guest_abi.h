@@ -19,7 +19,8 @@
 
 #define EMBER_ABI_CMD_SHIFT 24
 #define EMBER_ABI_ARG_MASK  0x00ffffffu
-/* init started; argument: EMBER_ABI_VERSION. */
+/* init started; argument: EMBER_ABI_VERSION. Any other version stops the VM with an error
+ * naming both, and the port takes nothing more from that guest. */
 #define EMBER_ABI_CMD_INIT_REACHED 0x01u
 /* the workload is about to be exec'd (boot-time marker); argument 0. */
 #define EMBER_ABI_CMD_EXEC 0x02u

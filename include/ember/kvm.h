@@ -10,9 +10,10 @@
  * - The kernel's own structs and constants from <linux/kvm.h> are used directly.
  * - No global state. A handle is used by one thread at a time, except where said otherwise
  *   (ember_kvm_vcpu_set_immediate_exit may be called from any thread or a signal handler).
- * - Bounds kept from kvm-ioctls: at most EMBER_KVM_MAX_CPUID_ENTRIES CPUID entries,
- *   EMBER_KVM_MAX_MSR_ENTRIES MSRs and EMBER_KVM_MAX_IRQ_ROUTES GSI routes per call; asking
- *   for more gives -ENOMEM before any syscall.
+ * - Bounds per call: at most EMBER_KVM_MAX_CPUID_ENTRIES CPUID entries, EMBER_KVM_MAX_MSR_ENTRIES
+ *   MSRs (KVM_GET_MSRS / KVM_SET_MSRS), EMBER_KVM_MAX_MSR_INDICES MSR indices (the index lists)
+ *   and EMBER_KVM_MAX_IRQ_ROUTES GSI routes; asking for more gives -ENOMEM before any syscall.
+ * - UAPI that Debian 12's <linux/kvm.h> (Linux 6.1) predates is defined below, in one block.
  */
 #ifndef EMBER_KVM_H
 #define EMBER_KVM_H
@@ -32,11 +33,80 @@ extern "C" {
 
 #define EMBER_KVM_DEFAULT_PATH      "/dev/kvm"
 #define EMBER_KVM_MAX_CPUID_ENTRIES 256u
-#define EMBER_KVM_MAX_MSR_ENTRIES   256u
-#define EMBER_KVM_MAX_IRQ_ROUTES    1024u
+/* The kernel's msr_io() refuses nmsrs >= MAX_IO_MSRS (256) with E2BIG: 255 is the most that
+ * works (kvm-ioctls' 256 does not). */
+#define EMBER_KVM_MAX_MSR_ENTRIES 255u
+#define EMBER_KVM_MAX_MSR_INDICES 256u
+#define EMBER_KVM_MAX_IRQ_ROUTES  1024u
 /* Used when the kernel does not report KVM_CAP_NR_VCPUS / KVM_CAP_NR_MEMSLOTS. */
 #define EMBER_KVM_DEFAULT_NR_VCPUS    4
 #define EMBER_KVM_DEFAULT_NR_MEMSLOTS 32
+
+/* ---------------------------------------------------------------- newer UAPI
+ * Linux 6.8's guest_memfd, memory attributes and KVM_SET_USER_MEMORY_REGION2, for headers that
+ * predate them (numbers and layouts are the kernel ABI, copied from Linux 6.8's
+ * include/uapi/linux/kvm.h and arch/x86/include/uapi/asm/kvm.h). */
+#ifndef KVM_CAP_USER_MEMORY2
+#define KVM_CAP_USER_MEMORY2 231
+#endif
+#ifndef KVM_CAP_MEMORY_FAULT_INFO
+#define KVM_CAP_MEMORY_FAULT_INFO 232
+#endif
+#ifndef KVM_CAP_MEMORY_ATTRIBUTES
+#define KVM_CAP_MEMORY_ATTRIBUTES 233
+#endif
+#ifndef KVM_CAP_GUEST_MEMFD
+#define KVM_CAP_GUEST_MEMFD 234
+#endif
+#ifndef KVM_CAP_VM_TYPES
+#define KVM_CAP_VM_TYPES 235 /* bit n set: KVM_CREATE_VM accepts type n */
+#endif
+#ifndef KVM_SET_USER_MEMORY_REGION2
+struct kvm_userspace_memory_region2 {
+        __u32 slot;
+        __u32 flags;
+        __u64 guest_phys_addr;
+        __u64 memory_size;
+        __u64 userspace_addr;
+        __u64 guest_memfd_offset;
+        __u32 guest_memfd;
+        __u32 pad1;
+        __u64 pad2[14];
+};
+#define KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct kvm_userspace_memory_region2)
+#endif
+#ifndef KVM_MEM_GUEST_MEMFD
+#define KVM_MEM_GUEST_MEMFD (1UL << 2)
+#endif
+#ifndef KVM_SET_MEMORY_ATTRIBUTES
+struct kvm_memory_attributes {
+        __u64 address;
+        __u64 size;
+        __u64 attributes;
+        __u64 flags;
+};
+#define KVM_SET_MEMORY_ATTRIBUTES _IOW(KVMIO, 0xd2, struct kvm_memory_attributes)
+#endif
+#ifndef KVM_MEMORY_ATTRIBUTE_PRIVATE
+#define KVM_MEMORY_ATTRIBUTE_PRIVATE (1ULL << 3)
+#endif
+#ifndef KVM_CREATE_GUEST_MEMFD
+struct kvm_create_guest_memfd {
+        __u64 size;
+        __u64 flags;
+        __u64 reserved[6];
+};
+#define KVM_CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, struct kvm_create_guest_memfd)
+#endif
+#ifndef KVM_MEMORY_EXIT_FLAG_PRIVATE
+#define KVM_MEMORY_EXIT_FLAG_PRIVATE (1ULL << 3) /* in ember_kvm_exit.u.memory_fault.flags */
+#endif
+#ifndef KVM_X86_DEFAULT_VM
+#define KVM_X86_DEFAULT_VM 0
+#endif
+#ifndef KVM_X86_SW_PROTECTED_VM
+#define KVM_X86_SW_PROTECTED_VM 1 /* private memory without encryption (testing) */
+#endif
 
 struct ember_kvm;
 struct ember_kvm_vm;
@@ -106,19 +176,22 @@ EMBER_API int ember_kvm_get_supported_cpuid(struct ember_kvm *kvm, struct kvm_cp
 EMBER_API int ember_kvm_get_emulated_cpuid(struct ember_kvm *kvm, struct kvm_cpuid_entry2 *entries,
                                            uint32_t max);
 /* KVM_GET_MSR_INDEX_LIST / KVM_GET_MSR_FEATURE_INDEX_LIST into indices[0..max): returns the
- * count. max > 256 gives -ENOMEM; too small a max gives -E2BIG. */
+ * count. max > EMBER_KVM_MAX_MSR_INDICES (256) gives -ENOMEM; too small a max gives -E2BIG. */
 EMBER_API int ember_kvm_get_msr_index_list(struct ember_kvm *kvm, uint32_t *indices, uint32_t max);
 EMBER_API int ember_kvm_get_msr_feature_index_list(struct ember_kvm *kvm, uint32_t *indices,
                                                    uint32_t max);
-/* System KVM_GET_MSRS: reads feature MSR values for entries[i].index; returns how many. */
+/* System KVM_GET_MSRS: reads feature MSR values for entries[i].index, n <= 255; returns how
+ * many. */
 EMBER_API int ember_kvm_get_feature_msrs(struct ember_kvm *kvm, struct kvm_msr_entry *entries,
                                          uint32_t n);
 
-/* KVM_CREATE_VM with the default type (0), or a given type. */
+/* KVM_CREATE_VM with the default type (0), or a given type (KVM_X86_SW_PROTECTED_VM, ...: the
+ * types accepted are the bits of KVM_CAP_VM_TYPES). */
 EMBER_API int ember_kvm_vm_create(struct ember_kvm *kvm, struct ember_kvm_vm **out);
 EMBER_API int ember_kvm_vm_create_type(struct ember_kvm *kvm, unsigned long type,
                                        struct ember_kvm_vm **out);
-/* Wraps an existing VM fd; on success the handle owns it. */
+/* Wraps an existing VM fd; on success the handle owns it. Slots registered before are unknown
+ * to the handle (ember_kvm_vm_get_dirty_log refuses them). */
 EMBER_API int ember_kvm_vm_adopt(struct ember_kvm *kvm, int vm_fd, struct ember_kvm_vm **out);
 
 /* Capabilities ember's VMM uses, for `ember kvm-info` and start-up checks. */
@@ -144,9 +217,27 @@ EMBER_API int ember_kvm_vm_check_extension_int(struct ember_kvm_vm *vm, unsigned
 EMBER_API int ember_kvm_vm_check_extension(struct ember_kvm_vm *vm, unsigned long cap);
 EMBER_API int ember_kvm_vm_enable_cap(struct ember_kvm_vm *vm, const struct kvm_enable_cap *cap);
 
-/* The caller keeps the memory mapped while the slot exists. memory_size 0 deletes the slot. */
+/* The caller keeps the memory mapped while the slot exists. memory_size 0 deletes the slot.
+ * The handle remembers each slot's size (for ember_kvm_vm_get_dirty_log). */
 EMBER_API int ember_kvm_vm_set_user_memory_region(struct ember_kvm_vm *vm,
                                                   const struct kvm_userspace_memory_region *region);
+/* KVM_SET_USER_MEMORY_REGION2 (KVM_CAP_USER_MEMORY2, Linux 6.8): the same, plus a guest_memfd
+ * (flag KVM_MEM_GUEST_MEMFD, fields guest_memfd and guest_memfd_offset) that backs the slot's
+ * private pages. The pads must be zero. */
+EMBER_API int
+ember_kvm_vm_set_user_memory_region2(struct ember_kvm_vm *vm,
+                                     const struct kvm_userspace_memory_region2 *region);
+/* KVM_CREATE_GUEST_MEMFD (KVM_CAP_GUEST_MEMFD, Linux 6.8): a file of size bytes (a multiple of
+ * the page size) holding guest-private memory that the host cannot map. Returns the new fd
+ * (>= 0; the caller closes it) or -errno. */
+EMBER_API int ember_kvm_vm_create_guest_memfd(struct ember_kvm_vm *vm, uint64_t size,
+                                              uint64_t flags);
+/* KVM_SET_MEMORY_ATTRIBUTES (KVM_CAP_MEMORY_ATTRIBUTES, Linux 6.8): sets the attributes of the
+ * guest-physical pages [gpa, gpa + size) (page-aligned), e.g. KVM_MEMORY_ATTRIBUTE_PRIVATE; 0
+ * makes them shared. A guest access whose kind the slot cannot serve (a private page in a slot
+ * without a guest_memfd) ends KVM_RUN with EMBER_KVM_EXIT_MEMORY_FAULT. */
+EMBER_API int ember_kvm_vm_set_memory_attributes(struct ember_kvm_vm *vm, uint64_t gpa,
+                                                 uint64_t size, uint64_t attributes);
 EMBER_API int ember_kvm_vm_set_tss_address(struct ember_kvm_vm *vm, uint64_t addr);
 /* Fails once a vCPU exists. */
 EMBER_API int ember_kvm_vm_set_identity_map_address(struct ember_kvm_vm *vm, uint64_t addr);
@@ -197,8 +288,11 @@ EMBER_API int ember_kvm_vm_register_coalesced(struct ember_kvm_vm *vm, bool pio,
 EMBER_API int ember_kvm_vm_unregister_coalesced(struct ember_kvm_vm *vm, bool pio, uint64_t addr,
                                                 uint32_t size);
 
-/* KVM_GET_DIRTY_LOG for a slot of memory_size bytes into bitmap[0..words): one bit per 4 KiB
- * page, needs ceil(pages / 64) words (-EINVAL if fewer). Resets the log unless manual
+/* KVM_GET_DIRTY_LOG into bitmap[0..words): one bit per 4 KiB page of the slot. The kernel
+ * writes a bit for every page of the slot as registered, so the size that counts is the one
+ * this handle registered (ember_kvm_vm_set_user_memory_region{,2}): a slot it did not register
+ * gives -ENOENT, a memory_size other than the registered size -EINVAL, and fewer than
+ * ceil(pages / 64) words -EINVAL, all before the syscall. Resets the log unless manual
  * protection (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) is enabled. */
 EMBER_API int ember_kvm_vm_get_dirty_log(struct ember_kvm_vm *vm, uint32_t slot,
                                          uint64_t memory_size, uint64_t *bitmap, size_t words);
@@ -212,6 +306,18 @@ EMBER_API int ember_kvm_vm_create_vcpu(struct ember_kvm_vm *vm, unsigned long id
 /* Wraps an existing vCPU fd (maps its run area); on success the handle owns it. */
 EMBER_API int ember_kvm_vcpu_adopt(struct ember_kvm_vm *vm, int vcpu_fd,
                                    struct ember_kvm_vcpu **out);
+/* SEV (AMD memory encryption), as thin wrappers: KVM_MEMORY_ENCRYPT_OP with the caller's
+ * argument (NULL asks whether the VM supports it: 0 when it does), the same with a SEV command
+ * (the firmware's error code comes back in cmd->error), and KVM_MEMORY_ENCRYPT_REG_REGION /
+ * _UNREG_REGION, which pin / unpin the host range [addr, addr + size) of an SEV guest's memory.
+ * Without SEV the kernel answers -ENOTTY. */
+EMBER_API int ember_kvm_vm_memory_encrypt_op(struct ember_kvm_vm *vm, void *arg);
+EMBER_API int ember_kvm_vm_sev_op(struct ember_kvm_vm *vm, struct kvm_sev_cmd *cmd);
+EMBER_API int ember_kvm_vm_register_enc_region(struct ember_kvm_vm *vm, uint64_t addr,
+                                               uint64_t size);
+EMBER_API int ember_kvm_vm_unregister_enc_region(struct ember_kvm_vm *vm, uint64_t addr,
+                                                 uint64_t size);
+
 /* KVM_CREATE_DEVICE. With KVM_CREATE_DEVICE_TEST in dev->flags it only asks whether the type
  * is supported: 0 means yes, and *out is set to NULL (no device, no fd). */
 EMBER_API int ember_kvm_vm_create_device(struct ember_kvm_vm *vm, struct kvm_create_device *dev,
@@ -235,7 +341,8 @@ EMBER_API int ember_kvm_vcpu_set_fpu(struct ember_kvm_vcpu *vcpu, const struct k
 EMBER_API int ember_kvm_vcpu_get_lapic(struct ember_kvm_vcpu *vcpu, struct kvm_lapic_state *lapic);
 EMBER_API int ember_kvm_vcpu_set_lapic(struct ember_kvm_vcpu *vcpu,
                                        const struct kvm_lapic_state *lapic);
-/* Reads / writes entries[0..n) (n <= 256); returns how many were processed. */
+/* Reads / writes entries[0..n) (n <= EMBER_KVM_MAX_MSR_ENTRIES, 255: more gives -ENOMEM); returns
+ * how many were processed. */
 EMBER_API int ember_kvm_vcpu_get_msrs(struct ember_kvm_vcpu *vcpu, struct kvm_msr_entry *entries,
                                       uint32_t n);
 EMBER_API int ember_kvm_vcpu_set_msrs(struct ember_kvm_vcpu *vcpu,
@@ -247,8 +354,22 @@ EMBER_API int ember_kvm_vcpu_set_cpuid2(struct ember_kvm_vcpu *vcpu,
                                         const struct kvm_cpuid_entry2 *entries, uint32_t n);
 EMBER_API int ember_kvm_vcpu_get_cpuid2(struct ember_kvm_vcpu *vcpu,
                                         struct kvm_cpuid_entry2 *entries, uint32_t max);
+/* KVM_GET_XSAVE / KVM_SET_XSAVE with the fixed 4 KiB struct. The kernel reads the vCPU's whole
+ * state size, which exceeds 4 KiB when the process enabled a dynamic feature (AMX) for guests:
+ * then set_xsave gives -EINVAL before the syscall and the *_xsave2 calls are the ones to use. */
 EMBER_API int ember_kvm_vcpu_get_xsave(struct ember_kvm_vcpu *vcpu, struct kvm_xsave *xsave);
 EMBER_API int ember_kvm_vcpu_set_xsave(struct ember_kvm_vcpu *vcpu, const struct kvm_xsave *xsave);
+/* The XSAVE state size of this vCPU's process, KVM_CAP_XSAVE2 read when the vCPU was created
+ * (>= 4096; larger with AMX enabled through arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM)), or 0 when
+ * the kernel lacks KVM_CAP_XSAVE2. Guest permissions are locked by the first vCPU, so it holds. */
+EMBER_API size_t ember_kvm_vcpu_xsave2_size(const struct ember_kvm_vcpu *vcpu);
+/* KVM_GET_XSAVE2 / KVM_SET_XSAVE with a buffer of len bytes: len below
+ * ember_kvm_vcpu_xsave2_size gives -EINVAL before the syscall (the kernel would write or read
+ * past it); no KVM_CAP_XSAVE2 gives -EOPNOTSUPP. */
+EMBER_API int ember_kvm_vcpu_get_xsave2(struct ember_kvm_vcpu *vcpu, struct kvm_xsave *xsave,
+                                        size_t len);
+EMBER_API int ember_kvm_vcpu_set_xsave2(struct ember_kvm_vcpu *vcpu, const struct kvm_xsave *xsave,
+                                        size_t len);
 EMBER_API int ember_kvm_vcpu_get_xcrs(struct ember_kvm_vcpu *vcpu, struct kvm_xcrs *xcrs);
 EMBER_API int ember_kvm_vcpu_set_xcrs(struct ember_kvm_vcpu *vcpu, const struct kvm_xcrs *xcrs);
 EMBER_API int ember_kvm_vcpu_get_debugregs(struct ember_kvm_vcpu *vcpu,
@@ -272,6 +393,22 @@ EMBER_API int ember_kvm_vcpu_set_guest_debug(struct ember_kvm_vcpu *vcpu,
                                              const struct kvm_guest_debug *dbg);
 /* KVM_TRANSLATE: tr->linear_address in, the rest out. */
 EMBER_API int ember_kvm_vcpu_translate(struct ember_kvm_vcpu *vcpu, struct kvm_translation *tr);
+/* KVM_NMI (KVM_CAP_USER_NMI): queues an NMI, delivered at the next KVM_RUN (without an in-kernel
+ * LAPIC this is the VMM's LINT1/NMI line). KVM_SMI (KVM_CAP_X86_SMM): queues an SMI; the vCPU
+ * enters SMM at SMBASE + 0x8000 (SMBASE 0x30000 after reset) and kvm_run.flags has
+ * KVM_RUN_X86_SMM while it is there. */
+EMBER_API int ember_kvm_vcpu_nmi(struct ember_kvm_vcpu *vcpu);
+EMBER_API int ember_kvm_vcpu_smi(struct ember_kvm_vcpu *vcpu);
+/* KVM_GET_NESTED_STATE into state, a buffer of len bytes (at least the 128-byte header; the
+ * most a state takes is KVM_CAP_NESTED_STATE): returns the state's size (state->size; 128 when
+ * no nested guest runs), or -errno: -E2BIG when len is too small (state->size then says what
+ * it takes), -EINVAL for a len below the header. */
+EMBER_API int ember_kvm_vcpu_get_nested_state(struct ember_kvm_vcpu *vcpu,
+                                              struct kvm_nested_state *state, size_t len);
+/* KVM_SET_NESTED_STATE from state, a buffer of len bytes: a state->size below the header or
+ * above len gives -EINVAL before the syscall (the kernel reads state->size bytes). */
+EMBER_API int ember_kvm_vcpu_set_nested_state(struct ember_kvm_vcpu *vcpu,
+                                              const struct kvm_nested_state *state, size_t len);
 
 /* The shared run area (KVM_GET_VCPU_MMAP_SIZE bytes), valid until ember_kvm_vcpu_close. */
 EMBER_API struct kvm_run *ember_kvm_vcpu_run_page(struct ember_kvm_vcpu *vcpu);
@@ -421,6 +558,10 @@ EMBER_API int ember_kvm_vcpu_coalesced_read(struct ember_kvm_vcpu *vcpu,
 
 /* ---------------------------------------------------------------- device */
 
+/* Wraps a device fd the caller has (e.g. received from another process), as kvm-ioctls'
+ * DeviceFd::from_raw_fd. The fd is not checked (calls on a bad one fail with -EBADF); on success
+ * the handle owns it. */
+EMBER_API int ember_kvm_device_adopt(int fd, struct ember_kvm_device **out);
 EMBER_API void ember_kvm_device_close(struct ember_kvm_device *dev);
 EMBER_API int ember_kvm_device_fd(const struct ember_kvm_device *dev);
 EMBER_API const char *ember_kvm_device_last_error(const struct ember_kvm_device *dev);

@@ -21,6 +21,12 @@ void evloop_destroy(struct evloop *l)
         l->epfd = -1;
 }
 
+/* epoll's cookie for a source: its slot and generation. */
+static uint64_t evloop_cookie(const struct evloop *l, const struct evloop_source *s)
+{
+        return (uint64_t)s->gen << 32 | (uint64_t)(s - l->src);
+}
+
 static struct evloop_source *evloop_find(struct evloop *l, int fd)
 {
         for (unsigned i = 0; i < EVLOOP_MAX_SOURCES; i++)
@@ -38,10 +44,12 @@ int evloop_add(struct evloop *l, int fd, uint32_t events, evloop_cb cb, void *op
         struct evloop_source *s = evloop_find(l, -1);
         if (!s)
                 return -ENOSPC;
-        struct epoll_event ev = {.events = events, .data.ptr = s};
+        struct epoll_event ev = {.events = events, .data.u64 = evloop_cookie(l, s)};
         if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
                 return -errno;
-        *s = (struct evloop_source){fd, cb, opaque};
+        s->fd = fd;
+        s->cb = cb;
+        s->opaque = opaque;
         return 0;
 }
 
@@ -50,7 +58,7 @@ int evloop_mod(struct evloop *l, int fd, uint32_t events)
         struct evloop_source *s = evloop_find(l, fd);
         if (fd < 0 || !s)
                 return -ENOENT;
-        struct epoll_event ev = {.events = events, .data.ptr = s};
+        struct epoll_event ev = {.events = events, .data.u64 = evloop_cookie(l, s)};
         return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
 }
 
@@ -62,6 +70,7 @@ int evloop_del(struct evloop *l, int fd)
         epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
         s->fd = -1;
         s->cb = NULL;
+        s->gen++;
         return 0;
 }
 
@@ -73,9 +82,14 @@ int evloop_run_once(struct evloop *l, int timeout_ms)
                 return errno == EINTR ? 0 : -errno;
         int ran = 0;
         for (int i = 0; i < n; i++) {
-                struct evloop_source *s = ev[i].data.ptr;
-                /* A callback earlier in this batch may have removed this source. */
-                if (s->fd < 0 || !s->cb)
+                uint64_t cookie = ev[i].data.u64;
+                uint32_t slot = (uint32_t)cookie;
+                if (slot >= EVLOOP_MAX_SOURCES)
+                        continue;
+                struct evloop_source *s = &l->src[slot];
+                /* A callback earlier in this batch may have removed this source, and maybe
+                 * added another one in its slot. */
+                if (s->fd < 0 || !s->cb || s->gen != (uint32_t)(cookie >> 32))
                         continue;
                 s->cb(s->opaque, ev[i].events);
                 ran++;

@@ -13,6 +13,10 @@ struct evloop_source {
         int fd;
         evloop_cb cb;
         void *opaque;
+        /* Bumped when the slot is freed: an event fetched for the slot's previous source (in the
+         * batch being dispatched) carries the old value and is dropped, not given to a source
+         * that reused the slot. */
+        uint32_t gen;
 };
 
 struct evloop {

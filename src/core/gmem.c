@@ -29,6 +29,14 @@ int gmem_init(struct gmem *m, uint64_t ram_size, uint64_t gap_start)
                 munmap(raw, head);
         if (tail)
                 munmap(p + ram_size, tail);
+        /* Guest RAM is the guest's, not the embedding application's: a fork() of that
+         * application must not copy it (or share its pages copy-on-write with a child that
+         * outlives the VM), and a core dump of the VMM must not carry the guest's secrets. */
+        if (madvise(p, ram_size, MADV_DONTFORK) != 0 || madvise(p, ram_size, MADV_DONTDUMP) != 0) {
+                int err = -errno;
+                munmap(p, ram_size);
+                return err;
+        }
         m->map = p;
         m->map_size = ram_size;
         uint64_t low = ram_size < gap_start ? ram_size : gap_start;

@@ -26,7 +26,8 @@ struct gmem {
 #define GMEM_ALIGN (2ull << 20)
 
 /* Lays out `ram_size` bytes of RAM below `gap_start` and, for what does not fit, from 4 GiB up;
- * maps it (anonymous, MAP_NORESERVE, GMEM_ALIGN-aligned). Returns 0 or -errno. */
+ * maps it (anonymous, MAP_NORESERVE, GMEM_ALIGN-aligned, left out of fork() children and core
+ * dumps). Returns 0 or -errno. */
 int gmem_init(struct gmem *m, uint64_t ram_size, uint64_t gap_start);
 void gmem_destroy(struct gmem *m);
 

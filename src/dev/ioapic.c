@@ -7,11 +7,14 @@
 #define IOAPIC_REG_SELECT 0x00u
 #define IOAPIC_REG_WINDOW 0x10u
 
-#define IOAPIC_ID       0x00u
-#define IOAPIC_VER      0x01u
-#define IOAPIC_ARB      0x02u
-#define IOAPIC_REDTBL   0x10u
-#define IOAPIC_ID_MASK  0x0f000000u
+#define IOAPIC_ID     0x00u
+#define IOAPIC_VER    0x01u
+#define IOAPIC_ARB    0x02u
+#define IOAPIC_REDTBL 0x10u
+/* The 82093AA's ID is bits 27:24. ember's is 31:24, as Linux reads it (IO_APIC_reg_00.ID): the
+ * MP table gives the IOAPIC an id above every vCPU's APIC id (X86_IOAPIC_ID, 64), and the
+ * register must read back what the table says. */
+#define IOAPIC_ID_MASK  0xff000000u
 #define IOAPIC_ID_SHIFT 24
 
 #define MSI_ADDRESS_BASE       0xfee00000ull
@@ -49,7 +52,10 @@ static void ioapic_sync_routes(struct ioapic *a)
                 uint32_t data;
                 if (!ioapic_rte_to_msi(a->rte[pin], &address, &data))
                         continue;
-                want[n++] = (struct dev_msi_route){.gsi = pin, .address = address, .data = data};
+                want[n].gsi = pin;
+                want[n].address = address;
+                want[n].data = data;
+                n++;
         }
         if (a->failed || (n == a->nroutes && !memcmp(want, a->routes, n * sizeof(want[0]))))
                 return;
@@ -144,9 +150,11 @@ static const struct bus_dev_ops ioapic_ops = {.read = ioapic_mmio_read, .write =
 int ioapic_init(struct ioapic *a, const struct dev_env *env, uint64_t base, uint32_t id)
 {
         memset(a, 0, sizeof(*a));
+        if (id > IOAPIC_ID_MASK >> IOAPIC_ID_SHIFT)
+                return -EINVAL;
         a->env = env;
         a->base = base;
-        a->id = id & 0xf;
+        a->id = id;
         for (unsigned pin = 0; pin < X86_IOAPIC_PINS; pin++)
                 a->rte[pin] = IOAPIC_RTE_MASKED;
         int rc = pthread_mutex_init(&a->lock, NULL);

@@ -63,7 +63,8 @@ struct ioapic {
         bool coalesce_asked;    /* the select register's coalesced zone was asked for */
 };
 
-/* Registers the IOAPIC at `base` on the MMIO bus; all pins masked, no routes. */
+/* Registers the IOAPIC at `base` on the MMIO bus; all pins masked, no routes. `id` (0-255,
+ * else -EINVAL) is what its ID register reads: the MP table's id for it. */
 int ioapic_init(struct ioapic *a, const struct dev_env *env, uint64_t base, uint32_t id);
 void ioapic_destroy(struct ioapic *a);
 

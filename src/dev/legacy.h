@@ -42,6 +42,7 @@ struct status_port {
         const struct dev_env *env;
         struct ember_metrics *metrics; /* receives the boot markers */
         _Atomic uint32_t abi_version;  /* what init announced, 0 before */
+        _Atomic bool abi_refused;      /* it was not EMBER_ABI_VERSION: the VM is stopping */
 };
 int status_port_init(struct status_port *p, const struct dev_env *env, struct ember_metrics *m);
 

@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <string.h>
 
 #include "core/metrics.h"
@@ -19,11 +20,24 @@ static void status_write(void *opaque, uint64_t off, const uint8_t *data, uint32
         if (off != 0 || len != 4)
                 return; /* only aligned 32-bit words are commands */
         memcpy(&word, data, 4);
+        if (atomic_load(&p->abi_refused))
+                return;
         uint32_t arg = word & EMBER_ABI_ARG_MASK;
         switch (word >> EMBER_ABI_CMD_SHIFT) {
         case EMBER_ABI_CMD_INIT_REACHED:
                 metrics_mark_init(p->metrics);
                 atomic_store(&p->abi_version, arg);
+                if (arg != EMBER_ABI_VERSION) {
+                        /* An init of another ABI would misread the configuration or be misread:
+                         * nothing it reports afterwards is taken. */
+                        char why[160];
+                        snprintf(why, sizeof(why),
+                                 "the guest's init speaks ember guest ABI version %u, this ember "
+                                 "speaks version %u (init and library from different builds?)",
+                                 arg, EMBER_ABI_VERSION);
+                        atomic_store(&p->abi_refused, true);
+                        p->env->stop(p->env->hv, VM_STOP_ERROR, 0, why);
+                }
                 break;
         case EMBER_ABI_CMD_EXEC:
                 metrics_mark_exec(p->metrics);

@@ -1,8 +1,24 @@
-/* The device handle (KVM_CREATE_DEVICE): attributes. */
+/* The device handle (KVM_CREATE_DEVICE, or an adopted fd): attributes. */
+#include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "kvm/kvm_internal.h"
+
+int ember_kvm_device_adopt(int fd, struct ember_kvm_device **out)
+{
+        struct ember_kvm_device *dev;
+
+        if (!out)
+                return -EINVAL;
+        *out = NULL;
+        dev = calloc(1, sizeof(*dev));
+        if (!dev)
+                return -ENOMEM;
+        dev->fd = fd;
+        *out = dev;
+        return 0;
+}
 
 void ember_kvm_device_close(struct ember_kvm_device *dev)
 {

@@ -14,7 +14,7 @@ const struct kvm_fam_layout kvm_fam_msrs = {offsetof(struct kvm_msrs, entries),
                                             sizeof(struct kvm_msr_entry), EMBER_KVM_MAX_MSR_ENTRIES,
                                             "MSRs"};
 const struct kvm_fam_layout kvm_fam_msr_list = {offsetof(struct kvm_msr_list, indices),
-                                                sizeof(uint32_t), EMBER_KVM_MAX_MSR_ENTRIES,
+                                                sizeof(uint32_t), EMBER_KVM_MAX_MSR_INDICES,
                                                 "MSR indices"};
 const struct kvm_fam_layout kvm_fam_irq_routing = {offsetof(struct kvm_irq_routing, entries),
                                                    sizeof(struct kvm_irq_routing_entry),

@@ -15,11 +15,20 @@ struct ember_kvm {
         char error[KVM_ERROR_LEN];
 };
 
+/* A memory slot registered through the VM handle, and its size: the kernel sizes a slot's
+ * dirty bitmap from the slot, not from what the caller says. */
+struct kvm_slot_size {
+        uint32_t slot; /* as the kernel takes it: address space << 16 | id */
+        uint64_t size;
+};
+
 struct ember_kvm_vm {
         int fd;
         size_t run_size;
         /* KVM_CAP_COALESCED_MMIO: page index of the ring in a vCPU's run area, 0 if absent. */
         int coalesced_page;
+        struct kvm_slot_size *slots;
+        size_t nslots, slots_cap;
         char error[KVM_ERROR_LEN];
 };
 
@@ -29,6 +38,7 @@ struct ember_kvm_vcpu {
         size_t run_size;
         struct kvm_coalesced_mmio_ring *ring;
         uint32_t ring_entries;
+        size_t xsave2_size; /* KVM_CAP_XSAVE2 at creation, 0 without it */
         char error[KVM_ERROR_LEN];
 };
 

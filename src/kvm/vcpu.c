@@ -138,7 +138,44 @@ int ember_kvm_vcpu_get_xsave(struct ember_kvm_vcpu *vcpu, struct kvm_xsave *xsav
 
 int ember_kvm_vcpu_set_xsave(struct ember_kvm_vcpu *vcpu, const struct kvm_xsave *xsave)
 {
+        if (vcpu->xsave2_size > sizeof(*xsave))
+                return KVM_FAIL(vcpu, EINVAL,
+                                "KVM_SET_XSAVE: the state takes %zu bytes, more than struct "
+                                "kvm_xsave (use ember_kvm_vcpu_set_xsave2)",
+                                vcpu->xsave2_size);
         return KVM_IOCTL(vcpu, KVM_SET_XSAVE, xsave);
+}
+
+size_t ember_kvm_vcpu_xsave2_size(const struct ember_kvm_vcpu *vcpu)
+{
+        return vcpu->xsave2_size;
+}
+
+/* The kernel copies the vCPU's whole state size, bounded by KVM_CAP_XSAVE2, in either
+ * direction: the buffer must hold that much. */
+static int xsave2_check(struct ember_kvm_vcpu *vcpu, const char *name, const void *buf, size_t len)
+{
+        if (vcpu->xsave2_size == 0)
+                return KVM_FAIL(vcpu, EOPNOTSUPP, "%s: this KVM lacks KVM_CAP_XSAVE2", name);
+        if (!buf || len < vcpu->xsave2_size)
+                return KVM_FAIL(vcpu, EINVAL, "%s: a %zu-byte buffer, the state takes %zu", name,
+                                buf ? len : 0, vcpu->xsave2_size);
+        return 0;
+}
+
+int ember_kvm_vcpu_get_xsave2(struct ember_kvm_vcpu *vcpu, struct kvm_xsave *xsave, size_t len)
+{
+        int ret = xsave2_check(vcpu, "KVM_GET_XSAVE2", xsave, len);
+
+        return ret < 0 ? ret : KVM_IOCTL(vcpu, KVM_GET_XSAVE2, xsave);
+}
+
+int ember_kvm_vcpu_set_xsave2(struct ember_kvm_vcpu *vcpu, const struct kvm_xsave *xsave,
+                              size_t len)
+{
+        int ret = xsave2_check(vcpu, "KVM_SET_XSAVE", xsave, len);
+
+        return ret < 0 ? ret : KVM_IOCTL(vcpu, KVM_SET_XSAVE, xsave);
 }
 
 int ember_kvm_vcpu_get_xcrs(struct ember_kvm_vcpu *vcpu, struct kvm_xcrs *xcrs)
@@ -204,6 +241,52 @@ int ember_kvm_vcpu_set_guest_debug(struct ember_kvm_vcpu *vcpu, const struct kvm
 int ember_kvm_vcpu_translate(struct ember_kvm_vcpu *vcpu, struct kvm_translation *tr)
 {
         return KVM_IOCTL(vcpu, KVM_TRANSLATE, tr);
+}
+
+int ember_kvm_vcpu_nmi(struct ember_kvm_vcpu *vcpu)
+{
+        return KVM_IOCTL(vcpu, KVM_NMI, 0);
+}
+
+int ember_kvm_vcpu_smi(struct ember_kvm_vcpu *vcpu)
+{
+        return KVM_IOCTL(vcpu, KVM_SMI, 0);
+}
+
+int ember_kvm_vcpu_get_nested_state(struct ember_kvm_vcpu *vcpu, struct kvm_nested_state *state,
+                                    size_t len)
+{
+        int ret;
+
+        if (!state || len < sizeof(*state))
+                return KVM_FAIL(vcpu, EINVAL,
+                                "KVM_GET_NESTED_STATE: a %zu-byte buffer, less than the %zu-byte "
+                                "header",
+                                state ? len : 0, sizeof(*state));
+        /* The kernel takes the buffer's size from the header and writes at most that much. */
+        state->size = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+        ret = KVM_IOCTL(vcpu, KVM_GET_NESTED_STATE, state);
+        if (ret < 0)
+                return ret;
+        if (state->size > len || state->size > INT32_MAX)
+                return KVM_FAIL(vcpu, EIO, "KVM_GET_NESTED_STATE: %u bytes in a %zu-byte buffer",
+                                state->size, len);
+        return (int)state->size;
+}
+
+int ember_kvm_vcpu_set_nested_state(struct ember_kvm_vcpu *vcpu,
+                                    const struct kvm_nested_state *state, size_t len)
+{
+        if (!state || len < sizeof(*state))
+                return KVM_FAIL(vcpu, EINVAL,
+                                "KVM_SET_NESTED_STATE: a %zu-byte buffer, less than the %zu-byte "
+                                "header",
+                                state ? len : 0, sizeof(*state));
+        if (state->size < sizeof(*state) || state->size > len)
+                return KVM_FAIL(vcpu, EINVAL,
+                                "KVM_SET_NESTED_STATE: the state says %u bytes, the buffer has %zu",
+                                state->size, len);
+        return KVM_IOCTL(vcpu, KVM_SET_NESTED_STATE, state);
 }
 
 struct kvm_run *ember_kvm_vcpu_run_page(struct ember_kvm_vcpu *vcpu)

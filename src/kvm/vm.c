@@ -2,6 +2,7 @@
  * coalesced zones, dirty logging, and the creation of vCPUs and devices. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@ void ember_kvm_vm_close(struct ember_kvm_vm *vm)
                 return;
         if (vm->fd >= 0)
                 close(vm->fd);
+        free(vm->slots);
         free(vm);
 }
 
@@ -49,10 +51,133 @@ int ember_kvm_vm_enable_cap(struct ember_kvm_vm *vm, const struct kvm_enable_cap
         return KVM_IOCTL(vm, KVM_ENABLE_CAP, cap);
 }
 
+static struct kvm_slot_size *slot_find(struct ember_kvm_vm *vm, uint32_t slot)
+{
+        for (size_t i = 0; i < vm->nslots; i++)
+                if (vm->slots[i].slot == slot)
+                        return &vm->slots[i];
+        return NULL;
+}
+
+/* Room for one more slot, made before the ioctl so that a slot the kernel accepted is always
+ * recorded. */
+static int slots_reserve(struct ember_kvm_vm *vm, const char *name)
+{
+        struct kvm_slot_size *grown;
+        size_t cap;
+
+        if (vm->nslots < vm->slots_cap)
+                return 0;
+        cap = vm->slots_cap ? vm->slots_cap * 2 : 8;
+        grown = realloc(vm->slots, cap * sizeof(*grown));
+        if (!grown)
+                return KVM_FAIL(vm, ENOMEM, "%s: out of memory", name);
+        vm->slots = grown;
+        vm->slots_cap = cap;
+        return 0;
+}
+
+/* After the kernel accepted a region: size 0 deleted the slot, else it now has this size. */
+static void slot_record(struct ember_kvm_vm *vm, uint32_t slot, uint64_t size)
+{
+        struct kvm_slot_size *s = slot_find(vm, slot);
+
+        if (size == 0) {
+                if (s)
+                        *s = vm->slots[--vm->nslots];
+        } else if (s) {
+                s->size = size;
+        } else {
+                vm->slots[vm->nslots++] = (struct kvm_slot_size){.slot = slot, .size = size};
+        }
+}
+
 int ember_kvm_vm_set_user_memory_region(struct ember_kvm_vm *vm,
                                         const struct kvm_userspace_memory_region *region)
 {
-        return KVM_IOCTL(vm, KVM_SET_USER_MEMORY_REGION, region);
+        int ret;
+
+        if (!region)
+                return KVM_FAIL(vm, EINVAL, "KVM_SET_USER_MEMORY_REGION: no region");
+        ret = slots_reserve(vm, "KVM_SET_USER_MEMORY_REGION");
+        if (ret < 0)
+                return ret;
+        ret = KVM_IOCTL(vm, KVM_SET_USER_MEMORY_REGION, region);
+        if (ret >= 0)
+                slot_record(vm, region->slot, region->memory_size);
+        return ret;
+}
+
+int ember_kvm_vm_set_user_memory_region2(struct ember_kvm_vm *vm,
+                                         const struct kvm_userspace_memory_region2 *region)
+{
+        int ret;
+
+        if (!region)
+                return KVM_FAIL(vm, EINVAL, "KVM_SET_USER_MEMORY_REGION2: no region");
+        ret = slots_reserve(vm, "KVM_SET_USER_MEMORY_REGION2");
+        if (ret < 0)
+                return ret;
+        ret = KVM_IOCTL(vm, KVM_SET_USER_MEMORY_REGION2, region);
+        if (ret >= 0)
+                slot_record(vm, region->slot, region->memory_size);
+        return ret;
+}
+
+int ember_kvm_vm_create_guest_memfd(struct ember_kvm_vm *vm, uint64_t size, uint64_t flags)
+{
+        struct kvm_create_guest_memfd req = {.size = size, .flags = flags};
+
+        return KVM_IOCTL(vm, KVM_CREATE_GUEST_MEMFD, &req);
+}
+
+int ember_kvm_vm_set_memory_attributes(struct ember_kvm_vm *vm, uint64_t gpa, uint64_t size,
+                                       uint64_t attributes)
+{
+        struct kvm_memory_attributes attrs = {
+            .address = gpa, .size = size, .attributes = attributes};
+
+        return KVM_IOCTL(vm, KVM_SET_MEMORY_ATTRIBUTES, &attrs);
+}
+
+int ember_kvm_vm_memory_encrypt_op(struct ember_kvm_vm *vm, void *arg)
+{
+        return KVM_IOCTL(vm, KVM_MEMORY_ENCRYPT_OP, arg);
+}
+
+int ember_kvm_vm_sev_op(struct ember_kvm_vm *vm, struct kvm_sev_cmd *cmd)
+{
+        int ret;
+
+        if (!cmd)
+                return KVM_FAIL(vm, EINVAL, "KVM_MEMORY_ENCRYPT_OP: no SEV command");
+        ret = KVM_IOCTL(vm, KVM_MEMORY_ENCRYPT_OP, cmd);
+        if (ret < 0 && cmd->error) {
+                char detail[KVM_ERROR_LEN];
+
+                memcpy(detail, vm->error, sizeof(detail));
+                KVM_FAIL(vm, -ret, "%.150s (SEV command %u, firmware error %u)", detail, cmd->id,
+                         cmd->error);
+        }
+        return ret;
+}
+
+static int enc_region(struct ember_kvm_vm *vm, uint64_t addr, uint64_t size, bool reg)
+{
+        struct kvm_enc_region region = {.addr = addr, .size = size};
+
+        return reg ? KVM_IOCTL(vm, KVM_MEMORY_ENCRYPT_REG_REGION, &region)
+                   : KVM_IOCTL(vm, KVM_MEMORY_ENCRYPT_UNREG_REGION, &region);
+}
+
+int ember_kvm_vm_register_enc_region(struct ember_kvm_vm *vm, uint64_t addr, uint64_t size)
+{
+        return enc_region(vm, addr, size, true);
+}
+
+int ember_kvm_vm_unregister_enc_region(struct ember_kvm_vm *vm, uint64_t addr, uint64_t size)
+{
+        return enc_region(vm, addr, size, false);
 }
 
 int ember_kvm_vm_set_tss_address(struct ember_kvm_vm *vm, uint64_t addr)
@@ -207,10 +332,20 @@ int ember_kvm_vm_unregister_coalesced(struct ember_kvm_vm *vm, bool pio, uint64_
 int ember_kvm_vm_get_dirty_log(struct ember_kvm_vm *vm, uint32_t slot, uint64_t memory_size,
                                uint64_t *bitmap, size_t words)
 {
-        uint64_t pages = memory_size / KVM_PAGE_SIZE + (memory_size % KVM_PAGE_SIZE != 0);
-        uint64_t need = pages / 64 + (pages % 64 != 0);
+        const struct kvm_slot_size *s = slot_find(vm, slot);
+        uint64_t pages, need;
         struct kvm_dirty_log log = {.slot = slot};
 
+        /* The kernel writes one bit per page of the slot it has, whatever size we are told. */
+        if (!s)
+                return KVM_FAIL(vm, ENOENT,
+                                "KVM_GET_DIRTY_LOG: slot %u was not registered through this handle",
+                                slot);
+        if (memory_size != s->size)
+                return KVM_FAIL(vm, EINVAL, "KVM_GET_DIRTY_LOG: slot %u is %llu bytes, not %llu",
+                                slot, (unsigned long long)s->size, (unsigned long long)memory_size);
+        pages = memory_size / KVM_PAGE_SIZE + (memory_size % KVM_PAGE_SIZE != 0);
+        need = pages / 64 + (pages % 64 != 0);
         if (!bitmap || words < need)
                 return KVM_FAIL(
                     vm, EINVAL,
@@ -237,6 +372,7 @@ int ember_kvm_vcpu_adopt(struct ember_kvm_vm *vm, int vcpu_fd, struct ember_kvm_
 {
         struct ember_kvm_vcpu *vcpu;
         void *run;
+        int xsave2;
 
         if (!out)
                 return KVM_FAIL(vm, EINVAL, "adopting a vCPU fd: no result pointer");
@@ -255,6 +391,9 @@ int ember_kvm_vcpu_adopt(struct ember_kvm_vm *vm, int vcpu_fd, struct ember_kvm_
         vcpu->fd = vcpu_fd;
         vcpu->run = run;
         vcpu->run_size = vm->run_size;
+        /* Read once the vCPU exists: its creation locked the process's guest XSAVE features. */
+        xsave2 = kvm_ioctl_raw(vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+        vcpu->xsave2_size = xsave2 > 0 ? (size_t)xsave2 : 0;
         if (vm->coalesced_page > 0 &&
             ((size_t)vm->coalesced_page + 1) * KVM_PAGE_SIZE <= vm->run_size) {
                 vcpu->ring =

@@ -50,7 +50,7 @@
 #define VIRTIO_MAX_SHM    4u
 
 /* Default work one queue notification may do before it yields (virtio_pop_budget). */
-#define VIRTIO_BUDGET_CHAINS 64u
+#define VIRTIO_BUDGET_CHAINS 32u
 #define VIRTIO_BUDGET_BYTES  (1ull << 20)
 
 struct virtio_dev;

@@ -237,6 +237,17 @@ guest init_reaps_orphans 0 'reaped\n' -- sh -c '(sleep 0.2 &); sleep 1
 	for s in /proc/[0-9]*/stat; do
 		[ "$(cut -d" " -f3 "$s" 2>/dev/null)" = Z ] && echo zombie
 	done; echo reaped'
+# A root workload has no CAP_SYS_RAWIO (bit 17) in any set, so it cannot ioperm()/iopl() its way
+# to ember's status port; its other capabilities (SYS_ADMIN 21, SETPCAP 8) stay. Likewise as
+# PID 1 of its own namespace.
+caps='for k in CapInh CapPrm CapEff CapBnd CapAmb; do
+		v=$(sed -n "s/^$k:[[:space:]]*//p" /proc/self/status); echo "$k $(((0x$v >> 17) & 1))"
+	done; v=$(sed -n "s/^CapEff:[[:space:]]*//p" /proc/self/status)
+	echo "others $(((0x$v >> 21) & 1))$(((0x$v >> 8) & 1))"'
+guest init_drops_raw_io 0 'CapInh 0\nCapPrm 0\nCapEff 0\nCapBnd 0\nCapAmb 0\nothers 11\n' \
+	-- sh -c "$caps"
+guest init_drops_raw_io_as_pid1 0 'CapInh 0\nCapPrm 0\nCapEff 0\nCapBnd 0\nCapAmb 0\nothers 11\n' \
+	--as-pid1 -- sh -c "$caps"
 
 # --- devices ---------------------------------------------------------------------------------
 # virtio-rng is the guest's hardware RNG, and its bytes look random: 64 KiB hold every byte value.
@@ -430,6 +441,58 @@ if selected kernel_panic_exits; then
 		pass kernel_panic_exits
 	fi
 fi
+
+# --- stopping wins ------------------------------------------------------------------------------
+# The guest floods stdout into a FIFO that is held open but never read, so ember's writer is stuck
+# and the guest blocks on a full queue. A SIGTERM must still end ember: the VM stops at once and
+# the final flush gives up at its deadline (EMBER_FLUSH_TIMEOUT_MS, 5 s); a second SIGTERM
+# cancels the flush. Bounds are generous (only a hang misses them); the times are reported.
+uptime_cs() { read -r up _ </proc/uptime && echo "${up%.*}${up#*.}"; }
+stop_stuck() { # name signals-to-send bound-seconds
+	sname=$1 nsig=$2 bound=$3
+	selected "$sname" || return 0
+	rm -f "$SCRATCH/fifo"
+	mkfifo "$SCRATCH/fifo" || { fail "$sname" "mkfifo failed"; return; }
+	exec 7<>"$SCRATCH/fifo" # holds the FIFO open, never reads
+	"$EMBER" run --kernel "$KERNEL" --rootfs "$ROOTFS" -- sh -c 'echo started >&2; yes' \
+		>"$SCRATCH/fifo" 2>"$SCRATCH/err" </dev/null &
+	spid=$!
+	i=0
+	while [ "$i" -lt "$E2E_TIMEOUT" ] && ! grep -q started "$SCRATCH/err" 2>/dev/null; do
+		sleep 1
+		i=$((i + 1))
+	done
+	sleep 1 # the guest's queue and ember's buffer fill up
+	t0=$(uptime_cs)
+	kill -TERM "$spid" 2>/dev/null
+	[ "$nsig" -gt 1 ] && sleep 1 && kill -TERM "$spid" 2>/dev/null
+	i=0
+	while kill -0 "$spid" 2>/dev/null && [ "$i" -lt "$((bound * 10))" ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	t1=$(uptime_cs)
+	if kill -0 "$spid" 2>/dev/null; then
+		kill -KILL "$spid" 2>/dev/null
+		wait "$spid" 2>/dev/null
+		exec 7<&-
+		fail_run "$sname" "ember still running ${bound}s after SIGTERM (killed)"
+		return
+	fi
+	wait "$spid" 2>/dev/null
+	src=$?
+	exec 7<&-
+	if ! grep -q started "$SCRATCH/err"; then
+		fail_run "$sname" "the guest never started"
+	elif [ "$src" != 137 ]; then
+		fail_run "$sname" "exit status $src, want 137 (stopped)"
+	else
+		pass "$sname"
+		echo "    ember ended $(((t1 - t0) * 10)) ms after the first SIGTERM"
+	fi
+}
+stop_stuck stop_wins_over_stuck_reader 1 30
+stop_stuck stop_second_signal_cancels_flush 2 30
 
 # --- bad inputs -------------------------------------------------------------------------------
 {

@@ -131,9 +131,148 @@ static void t_dirty_log_errors(void)
         /* No logging on the slot. */
         CHECK_EQ(ember_kvm_vm_get_dirty_log(t->vm, 0, 0x10000, bitmap, 1), -ENOENT);
         CHECK_STR(ember_kvm_vm_last_error(t->vm), "KVM_GET_DIRTY_LOG: No such file or directory");
-        /* A bitmap too small for the slot: 65 pages need 2 words. */
+        /* A slot this handle did not register. */
+        CHECK_EQ(ember_kvm_vm_get_dirty_log(t->vm, 3, 0x10000, bitmap, 1), -ENOENT);
+        CHECK_STR(ember_kvm_vm_last_error(t->vm),
+                  "KVM_GET_DIRTY_LOG: slot 3 was not registered through this handle");
+}
+
+/* The kernel writes a bit for every page of the slot it has: told a smaller size, a 1-word
+ * bitmap would look enough for a 65-page slot that takes 2 words. */
+static void t_dirty_log_sized_from_slot(void)
+{
+        struct kt *t = kt_open_vm();
+        struct kvm_userspace_memory_region region;
+        uint64_t bitmap[3] = {0, 0, 0x5e5e5e5e5e5e5e5eull};
+
+        kt_add_memory(t, 0x100000, 65 * 4096, KVM_MEM_LOG_DIRTY_PAGES);
+        CHECK_EQ(ember_kvm_vm_get_dirty_log(t->vm, 0, 4096, bitmap, 1), -EINVAL);
+        CHECK_STR(ember_kvm_vm_last_error(t->vm),
+                  "KVM_GET_DIRTY_LOG: slot 0 is 266240 bytes, not 4096");
         CHECK_EQ(ember_kvm_vm_get_dirty_log(t->vm, 0, 65 * 4096, bitmap, 1), -EINVAL);
-        CHECK(strstr(ember_kvm_vm_last_error(t->vm), "needs 2 bitmap words") != NULL);
+        CHECK(strstr(ember_kvm_vm_last_error(t->vm), "needs 2 bitmap words, got 1") != NULL);
+        KT_VM_OK(t, ember_kvm_vm_get_dirty_log(t->vm, 0, 65 * 4096, bitmap, 2));
+        CHECK_EQ(bitmap[2], 0x5e5e5e5e5e5e5e5eull);
+        /* Deleted, the slot is unknown; registered again, it has its new size. */
+        region = (struct kvm_userspace_memory_region){.slot = 0};
+        KT_VM_OK(t, ember_kvm_vm_set_user_memory_region(t->vm, &region));
+        CHECK_EQ(ember_kvm_vm_get_dirty_log(t->vm, 0, 65 * 4096, bitmap, 2), -ENOENT);
+        region = (struct kvm_userspace_memory_region){
+            .slot = 0,
+            .flags = KVM_MEM_LOG_DIRTY_PAGES,
+            .guest_phys_addr = 0x100000,
+            .memory_size = 16 * 4096,
+            .userspace_addr = (uint64_t)(uintptr_t)t->mem,
+        };
+        KT_VM_OK(t, ember_kvm_vm_set_user_memory_region(t->vm, &region));
+        KT_VM_OK(t, ember_kvm_vm_get_dirty_log(t->vm, 0, 16 * 4096, bitmap, 1));
+        /* A registration the kernel refused changes nothing. */
+        region.memory_size = 32 * 4096;
+        CHECK(ember_kvm_vm_set_user_memory_region(t->vm, &region) < 0);
+        KT_VM_OK(t, ember_kvm_vm_get_dirty_log(t->vm, 0, 16 * 4096, bitmap, 1));
+}
+
+/* KVM_SET_USER_MEMORY_REGION2, guest_memfd and memory attributes given what no kernel takes:
+ * the refusal (-ENOTTY before Linux 6.8 or without the feature, else -EINVAL), with the ioctl
+ * named. */
+static void t_private_memory_refused(void)
+{
+        struct kt *t = kt_open_vm();
+        struct kvm_userspace_memory_region2 region = {
+            .slot = 0,
+            .flags = KVM_MEM_GUEST_MEMFD,
+            .guest_phys_addr = 0x100000,
+            .memory_size = 0x1000,
+            .guest_memfd = UINT32_MAX, /* no such fd */
+        };
+        int ret;
+
+        kt_add_memory(t, 0x200000, 0x1000, 0);
+        region.userspace_addr = (uint64_t)(uintptr_t)t->mem;
+        ret = ember_kvm_vm_set_user_memory_region2(t->vm, &region);
+        CHECK(ret == -EINVAL || ret == -ENOTTY || ret == -EBADF);
+        CHECK(strncmp(ember_kvm_vm_last_error(t->vm), "KVM_SET_USER_MEMORY_REGION2: ", 29) == 0);
+        CHECK_EQ(ember_kvm_vm_set_user_memory_region2(t->vm, NULL), -EINVAL);
+        ret = ember_kvm_vm_create_guest_memfd(t->vm, 0x4000, 1ull << 63);
+        CHECK(ret == -EINVAL || ret == -ENOTTY);
+        CHECK(strncmp(ember_kvm_vm_last_error(t->vm), "KVM_CREATE_GUEST_MEMFD: ", 24) == 0);
+        ret = ember_kvm_vm_set_memory_attributes(t->vm, 0x200000, 0x1000, 1ull << 60);
+        CHECK(ret == -EINVAL || ret == -ENOTTY);
+        CHECK(strncmp(ember_kvm_vm_last_error(t->vm), "KVM_SET_MEMORY_ATTRIBUTES: ", 27) == 0);
+}
+
+/* SEV wrappers: on a host without SEV every call is the kernel's -ENOTTY, named; with SEV, a
+ * default VM is no SEV guest (no regions) and an unknown command is refused. */
+static void t_sev_refusals(void)
+{
+        struct kt *t = kt_open_vm();
+        struct kvm_sev_cmd cmd = {.id = 0x7777};
+        int probe;
+
+        kt_add_memory(t, 0x100000, 0x1000, 0);
+        CHECK_EQ(ember_kvm_vm_sev_op(t->vm, NULL), -EINVAL);
+        probe = ember_kvm_vm_memory_encrypt_op(t->vm, NULL);
+        if (probe == 0) {
+                CHECK_EQ(ember_kvm_vm_sev_op(t->vm, &cmd), -EINVAL);
+                CHECK(strncmp(ember_kvm_vm_last_error(t->vm), "KVM_MEMORY_ENCRYPT_OP: ", 23) == 0);
+        } else {
+                CHECK_EQ(probe, -ENOTTY);
+                CHECK_STR(ember_kvm_vm_last_error(t->vm),
+                          "KVM_MEMORY_ENCRYPT_OP: Inappropriate ioctl for device");
+                CHECK_EQ(ember_kvm_vm_sev_op(t->vm, &cmd), -ENOTTY);
+        }
+        CHECK_EQ(ember_kvm_vm_register_enc_region(t->vm, (uint64_t)(uintptr_t)t->mem, 0x1000),
+                 -ENOTTY);
+        CHECK_STR(ember_kvm_vm_last_error(t->vm),
+                  "KVM_MEMORY_ENCRYPT_REG_REGION: Inappropriate ioctl for device");
+        CHECK_EQ(ember_kvm_vm_unregister_enc_region(t->vm, (uint64_t)(uintptr_t)t->mem, 0x1000),
+                 -ENOTTY);
+        CHECK_STR(ember_kvm_vm_last_error(t->vm),
+                  "KVM_MEMORY_ENCRYPT_UNREG_REGION: Inappropriate ioctl for device");
+}
+
+/* Nested state: buffers the kernel would overrun are refused first; without nested
+ * virtualization the kernel refuses, with it a state of unknown format is refused. */
+static void t_nested_state_errors(void)
+{
+        static _Alignas(8) uint8_t buf[16384];
+        struct kvm_nested_state *st = (struct kvm_nested_state *)buf;
+        struct kt *t = kt_open_vm();
+        int cap;
+
+        kt_create_vcpu(t);
+        CHECK_EQ(ember_kvm_vcpu_get_nested_state(t->vcpu, st, sizeof(*st) - 1), -EINVAL);
+        CHECK_STR(ember_kvm_vcpu_last_error(t->vcpu),
+                  "KVM_GET_NESTED_STATE: a 127-byte buffer, less than the 128-byte header");
+        CHECK_EQ(ember_kvm_vcpu_get_nested_state(t->vcpu, NULL, sizeof(buf)), -EINVAL);
+        memset(buf, 0, sizeof(buf));
+        st->size = sizeof(*st) + 1;
+        CHECK_EQ(ember_kvm_vcpu_set_nested_state(t->vcpu, st, sizeof(*st)), -EINVAL);
+        CHECK_STR(ember_kvm_vcpu_last_error(t->vcpu),
+                  "KVM_SET_NESTED_STATE: the state says 129 bytes, the buffer has 128");
+        st->size = 16;
+        CHECK_EQ(ember_kvm_vcpu_set_nested_state(t->vcpu, st, sizeof(buf)), -EINVAL);
+        cap = ember_kvm_check_extension_int(t->kvm, KVM_CAP_NESTED_STATE);
+        if (cap <= 0) {
+                CHECK(ember_kvm_vcpu_get_nested_state(t->vcpu, st, sizeof(buf)) < 0);
+                CHECK(strncmp(ember_kvm_vcpu_last_error(t->vcpu), "KVM_GET_NESTED_STATE: ", 22) ==
+                      0);
+                st->size = sizeof(*st);
+                CHECK(ember_kvm_vcpu_set_nested_state(t->vcpu, st, sizeof(buf)) < 0);
+                CHECK(strncmp(ember_kvm_vcpu_last_error(t->vcpu), "KVM_SET_NESTED_STATE: ", 22) ==
+                      0);
+                return;
+        }
+        REQUIRE(ember_kvm_vcpu_get_nested_state(t->vcpu, st, sizeof(buf)) > 0);
+        st->format = 7;
+        CHECK_EQ(ember_kvm_vcpu_set_nested_state(t->vcpu, st, sizeof(buf)), -EINVAL);
+        CHECK_STR(ember_kvm_vcpu_last_error(t->vcpu), "KVM_SET_NESTED_STATE: Invalid argument");
+        /* GIF clear while EFER.SVME is off is no state an SVM vCPU can be in. */
+        REQUIRE(ember_kvm_vcpu_get_nested_state(t->vcpu, st, sizeof(buf)) > 0);
+        if (st->format == KVM_STATE_NESTED_FORMAT_SVM) {
+                st->flags = 0;
+                CHECK_EQ(ember_kvm_vcpu_set_nested_state(t->vcpu, st, sizeof(buf)), -EINVAL);
+        }
 }
 
 static void t_bad_device(void)
@@ -193,6 +332,10 @@ int main(void)
         T_RUN(t_bad_vcpu_id);
         T_RUN(t_no_irqchip);
         T_RUN(t_dirty_log_errors);
+        T_RUN(t_dirty_log_sized_from_slot);
+        T_RUN(t_private_memory_refused);
+        T_RUN(t_sev_refusals);
+        T_RUN(t_nested_state_errors);
         T_RUN(t_bad_device);
         T_RUN(t_bad_ioevent);
         T_RUN(t_run_without_memory);

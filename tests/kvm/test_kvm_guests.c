@@ -1,6 +1,7 @@
 /* Tiny guests on /dev/kvm through ember's KVM layer, modelled on kvm-ioctls' own tests: port
  * I/O, MMIO, HLT, single-step debug exits, dirty logging, a long-mode guest, ioeventfd, irqfd,
- * the coalesced MMIO/PIO ring, sync regs, MSR and hypercall exits, a triple fault. */
+ * the coalesced MMIO/PIO ring, sync regs, MSR and hypercall exits, a triple fault, NMI and SMI
+ * handlers, memory registered with KVM_SET_USER_MEMORY_REGION2, and the memory fault exit. */
 #include <cpuid.h>
 
 #include "kvm_test_util.h"
@@ -514,6 +515,191 @@ static void t_triple_fault_shutdown(void)
         CHECK_STR(desc, "KVM_EXIT_SHUTDOWN");
 }
 
+/* For NMI and SMI: 256 KiB at GPA 0 (real-mode IVT at 0, code at 0x1000, SMRAM at 0x30000).
+ * The guest says it is ready on port 0x10, then halts in a loop; the NMI handler (vector 2 at
+ * 0x1100) reports 0x42 on port 0x11 and returns, the SMM handler (SMBASE 0x30000 + 0x8000)
+ * reports 0x53 on port 0x12 and resumes with RSM. */
+#define EV_MEM_SIZE 0x40000u
+static struct kt *event_guest(void)
+{
+        /* mov al,1; out 0x10,al; 1: hlt; jmp 1b */
+        static const uint8_t code[] = {0xb0, 0x01, 0xe6, 0x10, 0xf4, 0xeb, 0xfd};
+        static const uint8_t nmi[] = {0xb0, 0x42, 0xe6, 0x11, 0xcf}; /* mov al,0x42; out; iret */
+        static const uint8_t smm[] = {0xb0, 0x53, 0xe6, 0x12, 0x0f, 0xaa}; /* ...; rsm */
+        struct kt *t = kt_open_vm();
+        struct ember_kvm_exit exit;
+        const uint16_t ivt_nmi[2] = {0x1100, 0}; /* offset, segment */
+
+        kt_add_memory(t, 0, EV_MEM_SIZE, 0);
+        memcpy(t->mem + 0x1000, code, sizeof(code));
+        memcpy(t->mem + 0x1100, nmi, sizeof(nmi));
+        memcpy(t->mem + 0x38000, smm, sizeof(smm));
+        memcpy(t->mem + 2 * 4, ivt_nmi, sizeof(ivt_nmi));
+        kt_create_vcpu(t);
+        kt_real_mode(t, 0x1000);
+        kt_run_expect(t, &exit, EMBER_KVM_EXIT_IO);
+        REQUIRE_EQ(exit.u.io.port, 0x10);
+        /* Nothing pending: the guest halts. */
+        kt_run_expect(t, &exit, EMBER_KVM_EXIT_HLT);
+        return t;
+}
+
+static void expect_out(struct kt *t, uint16_t port, uint8_t value)
+{
+        struct ember_kvm_exit exit;
+
+        kt_run_expect(t, &exit, EMBER_KVM_EXIT_IO);
+        CHECK_EQ(exit.u.io.direction, KVM_EXIT_IO_OUT);
+        CHECK_EQ(exit.u.io.port, port);
+        CHECK_EQ(exit.u.io.data[0], value);
+}
+
+static void t_nmi_guest_handler(void)
+{
+        struct kt *t = kt_open();
+        struct ember_kvm_exit exit;
+
+        KT_NEED_CAP(t, KVM_CAP_USER_NMI);
+        t = event_guest();
+        KT_VCPU_OK(t, ember_kvm_vcpu_nmi(t->vcpu));
+        expect_out(t, 0x11, 0x42);
+        /* IRET went back to the halt loop. */
+        kt_run_expect(t, &exit, EMBER_KVM_EXIT_HLT);
+        KT_VCPU_OK(t, ember_kvm_vcpu_nmi(t->vcpu));
+        expect_out(t, 0x11, 0x42);
+}
+
+static void t_smi_guest_handler(void)
+{
+        struct kt *t = kt_open();
+        struct ember_kvm_exit exit;
+
+        if (!ember_kvm_check_extension(t->kvm, KVM_CAP_X86_SMM)) {
+                /* The refusal is the kernel's, named. */
+                t = kt_open_vm();
+                kt_create_vcpu(t);
+                CHECK(ember_kvm_vcpu_smi(t->vcpu) < 0);
+                CHECK(strncmp(ember_kvm_vcpu_last_error(t->vcpu), "KVM_SMI: ", 9) == 0);
+                SKIP("this KVM lacks KVM_CAP_X86_SMM (KVM_SMI refused: %s)",
+                     ember_kvm_vcpu_last_error(t->vcpu));
+        }
+        t = event_guest();
+        /* In SMM the vCPU sees address space 1 (SMRAM): the same memory goes there too. */
+        if (ember_kvm_check_extension_int(t->kvm, KVM_CAP_MULTI_ADDRESS_SPACE) > 1) {
+                struct kvm_userspace_memory_region smram = {
+                    .slot = 1u << 16,
+                    .memory_size = EV_MEM_SIZE,
+                    .userspace_addr = (uint64_t)(uintptr_t)t->mem,
+                };
+                KT_VM_OK(t, ember_kvm_vm_set_user_memory_region(t->vm, &smram));
+        }
+        KT_VCPU_OK(t, ember_kvm_vcpu_smi(t->vcpu));
+        expect_out(t, 0x12, 0x53);
+        CHECK(ember_kvm_vcpu_run_page(t->vcpu)->flags & KVM_RUN_X86_SMM);
+        /* RSM restored the interrupted state: back in the halt loop, out of SMM. */
+        kt_run_expect(t, &exit, EMBER_KVM_EXIT_HLT);
+        CHECK_EQ(ember_kvm_vcpu_run_page(t->vcpu)->flags & KVM_RUN_X86_SMM, 0);
+}
+
+/* A guest runs from memory registered with KVM_SET_USER_MEMORY_REGION2, and the slot's dirty
+ * log is sized from that registration. */
+static void t_memory_region2_guest(void)
+{
+        /* mov byte [0x2000],0x11; hlt */
+        static const uint8_t code[] = {0xc6, 0x06, 0x00, 0x20, 0x11, 0xf4};
+        struct kt *t = kt_open_vm();
+        struct kvm_userspace_memory_region2 region;
+        struct ember_kvm_exit exit;
+        uint64_t bitmap[1] = {0};
+
+        if (!ember_kvm_vm_check_extension(t->vm, KVM_CAP_USER_MEMORY2))
+                SKIP("this KVM lacks KVM_CAP_USER_MEMORY2 (Linux 6.8)");
+        t->mem = mmap(NULL, KT_GUEST_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        REQUIRE(t->mem != MAP_FAILED);
+        t->mem_size = KT_GUEST_SIZE;
+        memcpy(t->mem, code, sizeof(code));
+        region = (struct kvm_userspace_memory_region2){
+            .slot = 0,
+            .flags = KVM_MEM_LOG_DIRTY_PAGES,
+            .guest_phys_addr = KT_GUEST_GPA,
+            .memory_size = KT_GUEST_SIZE,
+            .userspace_addr = (uint64_t)(uintptr_t)t->mem,
+        };
+        KT_VM_OK(t, ember_kvm_vm_set_user_memory_region2(t->vm, &region));
+        kt_create_vcpu(t);
+        kt_real_mode(t, KT_GUEST_GPA);
+        kt_run_expect(t, &exit, EMBER_KVM_EXIT_HLT);
+        CHECK_EQ(t->mem[0x1000], 0x11);
+        KT_VM_OK(t, ember_kvm_vm_get_dirty_log(t->vm, 0, KT_GUEST_SIZE, bitmap, 1));
+        CHECK(bitmap[0] & 2);
+        CHECK_EQ(ember_kvm_vm_get_dirty_log(t->vm, 0, 0x1000, bitmap, 1), -EINVAL);
+}
+
+/* The memory fault exit, produced: in a software-protected VM (private memory without
+ * encryption), a guest_memfd backs a slot's private pages; a page made private in a slot
+ * without one cannot be served, and the guest's access to it ends KVM_RUN with
+ * KVM_EXIT_MEMORY_FAULT (the case of the kernel's private_mem_kvm_exits_test). */
+static void t_memory_fault_exit(void)
+{
+        /* mov al,[0x3000]; hlt */
+        static const uint8_t code[] = {0xa0, 0x00, 0x30, 0xf4};
+        struct kt *t = kt_open();
+        struct kvm_userspace_memory_region2 region;
+        struct ember_kvm_exit exit;
+        uint8_t *gmem_shared;
+        int types, gmem, ret;
+
+        types = ember_kvm_check_extension_int(t->kvm, KVM_CAP_VM_TYPES);
+        if (types <= 0 || !(types & (1 << KVM_X86_SW_PROTECTED_VM)))
+                SKIP("this KVM has no KVM_X86_SW_PROTECTED_VM (KVM_CAP_VM_TYPES = %d)", types);
+        KT_OK(ember_kvm_vm_create_type(t->kvm, KVM_X86_SW_PROTECTED_VM, &t->vm),
+              ember_kvm_last_error(t->kvm));
+        if (!ember_kvm_vm_check_extension(t->vm, KVM_CAP_GUEST_MEMFD))
+                SKIP("this KVM lacks KVM_CAP_GUEST_MEMFD");
+        if (!(ember_kvm_vm_check_extension_int(t->vm, KVM_CAP_MEMORY_ATTRIBUTES) &
+              KVM_MEMORY_ATTRIBUTE_PRIVATE))
+                SKIP("this KVM cannot make memory private (KVM_CAP_MEMORY_ATTRIBUTES)");
+        /* Slot 1: a guest_memfd-backed slot, and a size the guest_memfd refuses. */
+        CHECK_EQ(ember_kvm_vm_create_guest_memfd(t->vm, 0x1001, 0), -EINVAL);
+        CHECK(strncmp(ember_kvm_vm_last_error(t->vm), "KVM_CREATE_GUEST_MEMFD: ", 24) == 0);
+        gmem = ember_kvm_vm_create_guest_memfd(t->vm, 0x4000, 0);
+        if (gmem < 0)
+                FAILF("%s", ember_kvm_vm_last_error(t->vm));
+        t->fds[t->nfds++] = gmem;
+        gmem_shared = mmap(NULL, 0x4000, PROT_READ | PROT_WRITE,
+                           MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        REQUIRE(gmem_shared != MAP_FAILED);
+        region = (struct kvm_userspace_memory_region2){
+            .slot = 1,
+            .flags = KVM_MEM_GUEST_MEMFD,
+            .guest_phys_addr = 0x100000,
+            .memory_size = 0x4000,
+            .userspace_addr = (uint64_t)(uintptr_t)gmem_shared,
+            .guest_memfd = (uint32_t)gmem,
+        };
+        ret = ember_kvm_vm_set_user_memory_region2(t->vm, &region);
+        munmap(gmem_shared, 0x4000);
+        if (ret < 0)
+                FAILF("%s", ember_kvm_vm_last_error(t->vm));
+        /* Slot 0: ordinary memory with the code; its page 0x3000 made private. */
+        kt_add_memory(t, KT_GUEST_GPA, KT_GUEST_SIZE, 0);
+        memcpy(t->mem, code, sizeof(code));
+        KT_VM_OK(t, ember_kvm_vm_set_memory_attributes(t->vm, 0x3000, 0x1000,
+                                                       KVM_MEMORY_ATTRIBUTE_PRIVATE));
+        kt_create_vcpu(t);
+        kt_real_mode(t, KT_GUEST_GPA);
+        ret = kt_run_guarded(t, &exit);
+        CHECK_EQ(ret, 0);
+        REQUIRE_EQ(exit.kind, EMBER_KVM_EXIT_MEMORY_FAULT);
+        CHECK_EQ(exit.u.memory_fault.flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
+        CHECK_EQ(exit.u.memory_fault.gpa, 0x3000);
+        CHECK_EQ(exit.u.memory_fault.size, 0x1000);
+        /* Shared again, the access completes. */
+        KT_VM_OK(t, ember_kvm_vm_set_memory_attributes(t->vm, 0x3000, 0x1000, 0));
+        kt_run_expect(t, &exit, EMBER_KVM_EXIT_HLT);
+}
+
 int main(void)
 {
         T_RUN(t_run_code_io_mmio_hlt_dirty_log);
@@ -529,6 +715,10 @@ int main(void)
         T_RUN(t_wrmsr_exit);
         T_RUN(t_hypercall_exit);
         T_RUN(t_triple_fault_shutdown);
+        T_RUN(t_nmi_guest_handler);
+        T_RUN(t_smi_guest_handler);
+        T_RUN(t_memory_region2_guest);
+        T_RUN(t_memory_fault_exit);
         kt_release();
         return T_DONE();
 }

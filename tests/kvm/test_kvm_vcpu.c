@@ -1,7 +1,11 @@
 /* The vCPU handle of ember's KVM layer: register state round trips, LAPIC, MSRs, CPUID2,
- * XSAVE/XCRs, debug registers, events, MP state, TSC, kvmclock, translation, immediate exit,
- * adopting a vCPU fd. */
+ * XSAVE/XCRs, XSAVE2 (also AMX-sized), nested state, debug registers, events, MP state, TSC,
+ * kvmclock, translation, immediate exit, adopting a vCPU fd. */
+#include <asm/prctl.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include "kvm_test_util.h"
 
@@ -90,6 +94,38 @@ static void t_msrs_roundtrip(void)
         CHECK(strstr(ember_kvm_vcpu_last_error(t->vcpu), "KVM_SET_MSRS") != NULL);
 }
 
+/* The bound is the kernel's: msr_io() refuses nmsrs >= 256 (MAX_IO_MSRS) with E2BIG, so 255
+ * entries work and ember refuses 256 itself, with -ENOMEM, before the syscall. */
+static void t_msrs_at_the_bound(void)
+{
+        static struct kvm_msr_entry many[EMBER_KVM_MAX_MSR_ENTRIES + 1];
+        static struct {
+                struct kvm_msrs h;
+                struct kvm_msr_entry e[256];
+        } raw;
+        struct kt *t = vcpu_only();
+
+        CHECK_EQ(EMBER_KVM_MAX_MSR_ENTRIES, 255);
+        for (uint32_t i = 0; i <= EMBER_KVM_MAX_MSR_ENTRIES; i++)
+                many[i] = (struct kvm_msr_entry){.index = 0x175, .data = 0x1000 + i};
+        CHECK_EQ(ember_kvm_vcpu_set_msrs(t->vcpu, many, 255), 255);
+        for (uint32_t i = 0; i <= EMBER_KVM_MAX_MSR_ENTRIES; i++)
+                many[i].data = 0;
+        CHECK_EQ(ember_kvm_vcpu_get_msrs(t->vcpu, many, 255), 255);
+        CHECK_EQ(many[0].data, 0x1000 + 254); /* the last of the 255 writes */
+        CHECK_EQ(many[254].data, 0x1000 + 254);
+        CHECK_EQ(ember_kvm_vcpu_get_msrs(t->vcpu, many, 256), -ENOMEM);
+        CHECK_STR(ember_kvm_vcpu_last_error(t->vcpu), "KVM_GET_MSRS: 256 MSRs, at most 255");
+        CHECK_EQ(ember_kvm_vcpu_set_msrs(t->vcpu, many, 256), -ENOMEM);
+        CHECK_STR(ember_kvm_vcpu_last_error(t->vcpu), "KVM_SET_MSRS: 256 MSRs, at most 255");
+        /* Why: the kernel itself refuses 256. */
+        raw.h.nmsrs = 256;
+        for (int i = 0; i < 256; i++)
+                raw.e[i].index = 0x175;
+        CHECK_EQ(ioctl(ember_kvm_vcpu_fd(t->vcpu), KVM_GET_MSRS, &raw), -1);
+        CHECK_EQ(errno, E2BIG);
+}
+
 /* kvm-ioctls' CPUID test: set the supported CPUID with KVM's vendor string and SHA cleared on
  * two vCPUs, read it back. A software hypervisor (PVM) rewrites leaves 1, 7 and 0xd with the
  * host's values after KVM_SET_CPUID2, so there only the vendor leaf is compared. */
@@ -157,6 +193,131 @@ static void t_xsave_xcrs_roundtrip(void)
         KT_VCPU_OK(t, ember_kvm_vcpu_set_xcrs(t->vcpu, &xcrs));
         KT_VCPU_OK(t, ember_kvm_vcpu_get_xcrs(t->vcpu, &xcback));
         CHECK(memcmp(&xcrs, &xcback, sizeof(xcrs)) == 0);
+}
+
+static _Alignas(64) uint8_t xsave_buf[2][64 * 1024];
+
+/* KVM_GET_XSAVE2 / KVM_SET_XSAVE with the size from KVM_CAP_XSAVE2: an XMM register changed in
+ * the buffer reaches the vCPU, the state reads back the same, and a buffer one byte short is
+ * refused either way. */
+static void t_xsave2_roundtrip(void)
+{
+        struct kt *t = vcpu_only();
+        struct kvm_xsave *x = (struct kvm_xsave *)xsave_buf[0];
+        struct kvm_xsave *back = (struct kvm_xsave *)xsave_buf[1];
+        const uint32_t xmm1 = 0xfeedf00d;
+        struct kvm_fpu fpu;
+        size_t size;
+
+        KT_NEED_CAP(t, KVM_CAP_XSAVE2);
+        size = ember_kvm_vcpu_xsave2_size(t->vcpu);
+        CHECK_EQ(size, ember_kvm_vm_check_extension_int(t->vm, KVM_CAP_XSAVE2));
+        REQUIRE(size >= sizeof(struct kvm_xsave) && size <= sizeof(xsave_buf[0]));
+        KT_VCPU_OK(t, ember_kvm_vcpu_get_xsave2(t->vcpu, x, size));
+        memcpy(&x->region[(160 + 16) / 4], &xmm1, sizeof(xmm1)); /* XMM1 in the legacy area */
+        x->region[512 / 4] |= 3; /* XSTATE_BV: x87 and SSE state present (else reset on load) */
+        KT_VCPU_OK(t, ember_kvm_vcpu_set_xsave2(t->vcpu, x, size));
+        KT_VCPU_OK(t, ember_kvm_vcpu_get_fpu(t->vcpu, &fpu));
+        CHECK(memcmp(fpu.xmm[1], &xmm1, sizeof(xmm1)) == 0);
+        KT_VCPU_OK(t, ember_kvm_vcpu_get_xsave2(t->vcpu, back, size));
+        CHECK(memcmp(x, back, size) == 0);
+
+        CHECK_EQ(ember_kvm_vcpu_get_xsave2(t->vcpu, back, size - 1), -EINVAL);
+        CHECK(strncmp(ember_kvm_vcpu_last_error(t->vcpu), "KVM_GET_XSAVE2: a ", 18) == 0);
+        CHECK_EQ(ember_kvm_vcpu_set_xsave2(t->vcpu, x, size - 1), -EINVAL);
+        CHECK(strncmp(ember_kvm_vcpu_last_error(t->vcpu), "KVM_SET_XSAVE: a ", 17) == 0);
+        CHECK_EQ(ember_kvm_vcpu_get_xsave2(t->vcpu, NULL, size), -EINVAL);
+}
+
+/* In a child process (guest XSAVE permissions are per process and locked by its first vCPU):
+ * 0 when the AMX-sized state round-trips, 77 when the host grants no AMX, else the step that
+ * failed. */
+static int xsave2_amx_child(void)
+{
+        struct kvm_xsave *x = (struct kvm_xsave *)xsave_buf[0];
+        struct ember_kvm *kvm;
+        struct ember_kvm_vm *vm;
+        struct ember_kvm_vcpu *vcpu;
+        size_t size;
+
+        if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_GUEST_PERM, 18 /* XTILEDATA */) != 0)
+                return 77;
+        if (ember_kvm_open(&kvm) < 0 || ember_kvm_vm_create(kvm, &vm) < 0 ||
+            ember_kvm_vm_create_vcpu(vm, 0, &vcpu) < 0)
+                return 1;
+        size = ember_kvm_vcpu_xsave2_size(vcpu);
+        if (size <= sizeof(struct kvm_xsave) || size > sizeof(xsave_buf[0]))
+                return 2;
+        if (ember_kvm_vcpu_get_xsave2(vcpu, x, size) < 0 ||
+            ember_kvm_vcpu_set_xsave2(vcpu, x, size) < 0)
+                return 3;
+        /* The 4 KiB calls would let the kernel read past their struct. */
+        if (ember_kvm_vcpu_set_xsave(vcpu, x) != -EINVAL)
+                return 4;
+        if (ember_kvm_vcpu_get_xsave2(vcpu, x, sizeof(struct kvm_xsave)) != -EINVAL)
+                return 5;
+        return 0;
+}
+
+static void t_xsave2_amx_sized(void)
+{
+        int status;
+        pid_t pid;
+
+        fflush(stdout);
+        pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0)
+                _exit(xsave2_amx_child());
+        REQUIRE_EQ(waitpid(pid, &status, 0), pid);
+        REQUIRE(WIFEXITED(status));
+        if (WEXITSTATUS(status) == 77)
+                SKIP("this host grants no AMX to guests (arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, "
+                     "XTILEDATA) refused): only 4 KiB XSAVE2 states checked");
+        CHECK_EQ(WEXITSTATUS(status), 0);
+}
+
+/* KVM_GET/SET_NESTED_STATE round trip; on SVM also the GIF, which the kernel takes from the
+ * state (with EFER.SVME set). */
+static void t_nested_state_roundtrip(void)
+{
+        static _Alignas(8) uint8_t buf[2][16384];
+        struct kvm_nested_state *st = (struct kvm_nested_state *)buf[0];
+        struct kvm_nested_state *back = (struct kvm_nested_state *)buf[1];
+        static struct kvm_cpuid_entry2 cpuid[EMBER_KVM_MAX_CPUID_ENTRIES];
+        struct kt *t = vcpu_only();
+        struct kvm_sregs sregs;
+        int cap, n;
+
+        cap = ember_kvm_check_extension_int(t->kvm, KVM_CAP_NESTED_STATE);
+        if (cap <= 0)
+                SKIP("this KVM lacks KVM_CAP_NESTED_STATE (no nested virtualization)");
+        REQUIRE((size_t)cap >= sizeof(*st) && (size_t)cap <= sizeof(buf[0]));
+        n = ember_kvm_vcpu_get_nested_state(t->vcpu, st, (size_t)cap);
+        if (n < 0)
+                FAILF("%s", ember_kvm_vcpu_last_error(t->vcpu));
+        CHECK_EQ(n, sizeof(*st)); /* no nested guest: the header alone */
+        CHECK_EQ(st->size, n);
+        KT_VCPU_OK(t, ember_kvm_vcpu_set_nested_state(t->vcpu, st, (size_t)cap));
+        CHECK_EQ(ember_kvm_vcpu_get_nested_state(t->vcpu, back, (size_t)cap), n);
+        CHECK(memcmp(st, back, (size_t)n) == 0);
+        if (st->format != KVM_STATE_NESTED_FORMAT_SVM)
+                return;
+        CHECK(st->flags & KVM_STATE_NESTED_GIF_SET);
+        n = ember_kvm_get_supported_cpuid(t->kvm, cpuid, EMBER_KVM_MAX_CPUID_ENTRIES);
+        REQUIRE(n > 0);
+        KT_VCPU_OK(t, ember_kvm_vcpu_set_cpuid2(t->vcpu, cpuid, (uint32_t)n));
+        KT_VCPU_OK(t, ember_kvm_vcpu_get_sregs(t->vcpu, &sregs));
+        sregs.efer |= 1u << 12; /* EFER.SVME */
+        KT_VCPU_OK(t, ember_kvm_vcpu_set_sregs(t->vcpu, &sregs));
+        st->flags = 0;
+        KT_VCPU_OK(t, ember_kvm_vcpu_set_nested_state(t->vcpu, st, (size_t)cap));
+        REQUIRE(ember_kvm_vcpu_get_nested_state(t->vcpu, back, (size_t)cap) > 0);
+        CHECK_EQ(back->flags & KVM_STATE_NESTED_GIF_SET, 0);
+        st->flags = KVM_STATE_NESTED_GIF_SET;
+        KT_VCPU_OK(t, ember_kvm_vcpu_set_nested_state(t->vcpu, st, (size_t)cap));
+        REQUIRE(ember_kvm_vcpu_get_nested_state(t->vcpu, back, (size_t)cap) > 0);
+        CHECK(back->flags & KVM_STATE_NESTED_GIF_SET);
 }
 
 static void t_debugregs_events_mp_state(void)
@@ -289,12 +450,17 @@ static void t_vcpu_enable_cap(void)
 
 int main(void)
 {
+        /* First: it needs a process without vCPUs to fork from. */
+        T_RUN(t_xsave2_amx_sized);
         T_RUN(t_regs_sregs_roundtrip);
         T_RUN(t_fpu_roundtrip);
         T_RUN(t_lapic_roundtrip);
         T_RUN(t_msrs_roundtrip);
+        T_RUN(t_msrs_at_the_bound);
         T_RUN(t_cpuid2_roundtrip);
         T_RUN(t_xsave_xcrs_roundtrip);
+        T_RUN(t_xsave2_roundtrip);
+        T_RUN(t_nested_state_roundtrip);
         T_RUN(t_debugregs_events_mp_state);
         T_RUN(t_tsc_khz);
         T_RUN(t_kvmclock_ctrl);

@@ -301,6 +301,35 @@ static void t_device_attrs(void)
         ember_kvm_device_close(dev);
 }
 
+/* A device fd adopted into a second handle (kvm-ioctls' DeviceFd::from_raw_fd) reaches the same
+ * device, and closing one handle leaves the other working. */
+static void t_device_adopt(void)
+{
+        struct kt *t = kt_open_vm();
+        struct kvm_create_device cd = {.type = KVM_DEV_TYPE_VFIO};
+        struct kvm_device_attr attr = {.group = KVM_DEV_VFIO_GROUP, .attr = KVM_DEV_VFIO_GROUP_ADD};
+        struct ember_kvm_device *dev = NULL, *other = NULL;
+        int fd, ret;
+
+        ret = ember_kvm_vm_create_device(t->vm, &cd, &dev);
+        if (ret == -ENODEV)
+                SKIP("this KVM has no kvm-vfio device");
+        KT_VM_OK(t, ret);
+        fd = fcntl(ember_kvm_device_fd(dev), F_DUPFD_CLOEXEC, 0);
+        REQUIRE(fd >= 0);
+        REQUIRE_EQ(ember_kvm_device_adopt(fd, &other), 0);
+        CHECK_EQ(ember_kvm_device_fd(other), fd);
+        ember_kvm_device_close(dev);
+        CHECK_EQ(ember_kvm_device_has_attr(other, &attr), 0);
+        attr.group = 0x7777;
+        CHECK_EQ(ember_kvm_device_has_attr(other, &attr), -ENXIO);
+        CHECK(strstr(ember_kvm_device_last_error(other), "KVM_HAS_DEVICE_ATTR") != NULL);
+        ember_kvm_device_close(other);
+        /* The handle owned the fd: closed with it. */
+        CHECK_EQ(fcntl(fd, F_GETFD), -1);
+        CHECK_EQ(ember_kvm_device_adopt(0, NULL), -EINVAL);
+}
+
 int main(void)
 {
         T_RUN(t_user_memory_region);
@@ -317,6 +346,7 @@ int main(void)
         T_RUN(t_vm_check_and_enable_cap);
         T_RUN(t_create_vcpu);
         T_RUN(t_device_attrs);
+        T_RUN(t_device_adopt);
         kt_release();
         return T_DONE();
 }

@@ -3,6 +3,8 @@
  * change), read-only bits, every delivery mode, masking, and a guest writing garbage. */
 #include "test.h"
 
+#include "arch/x86_64/boot.h"
+#include "core/gmem.h"
 #include "dev/ioapic.h"
 
 #define BASE X86_IOAPIC_ADDR
@@ -105,16 +107,55 @@ static void t_identification_and_reset_state(void)
 {
         setup();
         CHECK_EQ(reg_read(0x01), (X86_IOAPIC_PINS - 1) << 16 | 0x11);
-        CHECK_EQ(reg_read(0x00), (X86_IOAPIC_ID & 0xf) << 24);
-        CHECK_EQ(reg_read(0x02), (X86_IOAPIC_ID & 0xf) << 24);
+        CHECK_EQ(reg_read(0x00), X86_IOAPIC_ID << 24);
+        CHECK_EQ(reg_read(0x02), X86_IOAPIC_ID << 24);
         for (unsigned pin = 0; pin < X86_IOAPIC_PINS; pin++)
                 CHECK_EQ(rte_read(pin), IOAPIC_RTE_MASKED);
         CHECK_EQ(kvm.calls, 0); /* masking what is masked changes nothing */
         mmio_write(0x00, 0x01, 4);
         CHECK_EQ(mmio_read(0x00, 4), 0x01);
-        reg_write(0x00, 0x0a000000); /* the ID register is writable (4 bits) */
-        CHECK_EQ(reg_read(0x00), 0x0a000000);
+        reg_write(0x00, 0xab00ffff); /* the ID register is writable (bits 31:24) */
+        CHECK_EQ(reg_read(0x00), 0xab000000);
         ioapic_destroy(&A);
+}
+
+/* The id the guest reads from the IOAPIC's ID register is the one the MP table gives it (and
+ * that every interrupt source entry names): Linux takes the table's. */
+static void t_id_agrees_with_mp_table(void)
+{
+        struct gmem m;
+        REQUIRE_EQ(gmem_init(&m, 16 << 20, X86_MMIO_GAP_START), 0);
+        char err[256];
+        REQUIRE_EQ(x86_mptable_write(&m, 4, err, sizeof(err)), 0);
+        const uint8_t *mpf = NULL;
+        for (uint64_t a = 0xf0000; a < 0x100000 && !mpf; a += 16) {
+                const uint8_t *p = gmem_ptr(&m, a, 16);
+                if (p && memcmp(p, "_MP_", 4) == 0)
+                        mpf = p;
+        }
+        REQUIRE(mpf);
+        uint32_t physptr = (uint32_t)mpf[4] | (uint32_t)mpf[5] << 8 | (uint32_t)mpf[6] << 16 |
+                           (uint32_t)mpf[7] << 24;
+        const uint8_t *mpc = gmem_ptr(&m, physptr, 44);
+        REQUIRE(mpc && memcmp(mpc, "PCMP", 4) == 0);
+        size_t len = (size_t)mpc[4] | (size_t)mpc[5] << 8;
+        REQUIRE(gmem_ptr(&m, physptr, len));
+        int table_id = -1, intsrcs = 0;
+        for (size_t off = 44; off < len; off += mpc[off] == 0 ? 20 : 8) {
+                if (mpc[off] == 2)
+                        table_id = mpc[off + 1];
+                if (mpc[off] == 3) {
+                        CHECK_EQ(mpc[off + 6], table_id);
+                        intsrcs++;
+                }
+        }
+        gmem_destroy(&m);
+        REQUIRE(table_id >= 0);
+        CHECK(intsrcs > 0);
+        setup();
+        CHECK_EQ(reg_read(0x00) >> 24, table_id);
+        ioapic_destroy(&A);
+        CHECK_EQ(ioapic_init(&A, &env, BASE, 256), -EINVAL);
 }
 
 static void t_unmasked_pin_becomes_msi_route(void)
@@ -269,6 +310,7 @@ static void t_select_register_coalesced_on_first_use(void)
 int main(void)
 {
         T_RUN(t_identification_and_reset_state);
+        T_RUN(t_id_agrees_with_mp_table);
         T_RUN(t_unmasked_pin_becomes_msi_route);
         T_RUN(t_delivery_modes);
         T_RUN(t_read_only_and_reserved_bits);

@@ -376,7 +376,7 @@ static void t_bad_fd_system(void)
 {
         static struct kvm_cpuid_entry2 cpuid[EMBER_KVM_MAX_CPUID_ENTRIES + 1];
         static struct kvm_msr_entry msrs[EMBER_KVM_MAX_MSR_ENTRIES + 1];
-        uint32_t idx[EMBER_KVM_MAX_MSR_ENTRIES + 1];
+        uint32_t idx[EMBER_KVM_MAX_MSR_INDICES + 1];
         struct ember_kvm *kvm = NULL;
         struct ember_kvm_vm *vm = (struct ember_kvm_vm *)run_area; /* must become NULL */
 
@@ -407,8 +407,9 @@ static void t_bad_fd_system(void)
         CHECK_EQ(ember_kvm_get_msr_feature_index_list(kvm, idx, 257), -ENOMEM);
         CHECK_EQ(ember_kvm_get_msr_feature_index_list(kvm, idx, 2), -EBADF);
         CHECK_STR(ember_kvm_last_error(kvm), "KVM_GET_MSR_FEATURE_INDEX_LIST: Bad file descriptor");
-        CHECK_EQ(ember_kvm_get_feature_msrs(kvm, msrs, 257), -ENOMEM);
-        CHECK_EQ(ember_kvm_get_feature_msrs(kvm, msrs, 1), -EBADF);
+        CHECK_EQ(ember_kvm_get_feature_msrs(kvm, msrs, 256), -ENOMEM);
+        CHECK_STR(ember_kvm_last_error(kvm), "KVM_GET_MSRS: 256 MSRs, at most 255");
+        CHECK_EQ(ember_kvm_get_feature_msrs(kvm, msrs, 255), -EBADF);
 
         CHECK_EQ(ember_kvm_vm_create(kvm, &vm), -EBADF);
         CHECK(vm == NULL);
@@ -471,10 +472,33 @@ static void t_bad_fd_vm(void)
         CHECK_STR(ember_kvm_vm_last_error(&vm), "KVM_SET_GSI_ROUTING: 1025 routes, at most 1024");
         CHECK_EQ(ember_kvm_vm_set_gsi_routing(&vm, routes, EMBER_KVM_MAX_IRQ_ROUTES), -EBADF);
 
-        CHECK_EQ(ember_kvm_vm_get_dirty_log(&vm, 0, 65 * 4096, bitmap, 1), -EINVAL);
-        CHECK_EQ(ember_kvm_vm_get_dirty_log(&vm, 0, 64 * 4096, bitmap, 1), -EBADF);
-        CHECK_EQ(ember_kvm_vm_get_dirty_log(&vm, 0, 4096, NULL, 1), -EINVAL);
+        /* The kernel refused the region above: the slot is unknown. */
+        CHECK_EQ(ember_kvm_vm_get_dirty_log(&vm, 0, 4096, bitmap, 1), -ENOENT);
+        CHECK_STR(ember_kvm_vm_last_error(&vm),
+                  "KVM_GET_DIRTY_LOG: slot 0 was not registered through this handle");
         CHECK_EQ(ember_kvm_vm_clear_dirty_log(&vm, 0, 0, 64, bitmap), -EBADF);
+        CHECK_EQ(ember_kvm_vm_set_user_memory_region(&vm, NULL), -EINVAL);
+
+        struct kvm_userspace_memory_region2 region2 = {.memory_size = 4096};
+        CHECK_EQ(ember_kvm_vm_set_user_memory_region2(&vm, &region2), -EBADF);
+        CHECK_STR(ember_kvm_vm_last_error(&vm), "KVM_SET_USER_MEMORY_REGION2: Bad file descriptor");
+        CHECK_EQ(ember_kvm_vm_set_user_memory_region2(&vm, NULL), -EINVAL);
+        CHECK_EQ(ember_kvm_vm_create_guest_memfd(&vm, 4096, 0), -EBADF);
+        CHECK_STR(ember_kvm_vm_last_error(&vm), "KVM_CREATE_GUEST_MEMFD: Bad file descriptor");
+        CHECK_EQ(ember_kvm_vm_set_memory_attributes(&vm, 0, 4096, KVM_MEMORY_ATTRIBUTE_PRIVATE),
+                 -EBADF);
+        CHECK_STR(ember_kvm_vm_last_error(&vm), "KVM_SET_MEMORY_ATTRIBUTES: Bad file descriptor");
+        CHECK_EQ(ember_kvm_vm_memory_encrypt_op(&vm, NULL), -EBADF);
+        CHECK_STR(ember_kvm_vm_last_error(&vm), "KVM_MEMORY_ENCRYPT_OP: Bad file descriptor");
+        struct kvm_sev_cmd sev = {.id = KVM_SEV_INIT};
+        CHECK_EQ(ember_kvm_vm_sev_op(&vm, &sev), -EBADF);
+        CHECK_EQ(ember_kvm_vm_sev_op(&vm, NULL), -EINVAL);
+        CHECK_EQ(ember_kvm_vm_register_enc_region(&vm, 0x10000, 4096), -EBADF);
+        CHECK_STR(ember_kvm_vm_last_error(&vm),
+                  "KVM_MEMORY_ENCRYPT_REG_REGION: Bad file descriptor");
+        CHECK_EQ(ember_kvm_vm_unregister_enc_region(&vm, 0x10000, 4096), -EBADF);
+        CHECK_STR(ember_kvm_vm_last_error(&vm),
+                  "KVM_MEMORY_ENCRYPT_UNREG_REGION: Bad file descriptor");
 
         CHECK_EQ(ember_kvm_vm_create_vcpu(&vm, 0, &vcpu), -EBADF);
         CHECK(vcpu == NULL);
@@ -486,6 +510,28 @@ static void t_bad_fd_vm(void)
         CHECK_EQ(ember_kvm_vm_create_device(&vm, &cd, NULL), -EINVAL);
         cd.flags = KVM_CREATE_DEVICE_TEST;
         CHECK_EQ(ember_kvm_vm_create_device(&vm, &cd, NULL), -EBADF);
+        free(vm.slots); /* room reserved by the refused regions */
+}
+
+/* The dirty bitmap is sized from the slot as registered, not from what the caller says. */
+static void t_dirty_log_slot_size(void)
+{
+        struct kvm_slot_size slots[2] = {{.slot = 0, .size = 65 * 4096},
+                                         {.slot = 1u << 16 | 2, .size = 4096}};
+        struct ember_kvm_vm vm = {.fd = -2, .slots = slots, .nslots = 2, .slots_cap = 2};
+        uint64_t bitmap[2];
+
+        CHECK_EQ(ember_kvm_vm_get_dirty_log(&vm, 0, 4096, bitmap, 1), -EINVAL);
+        CHECK_STR(ember_kvm_vm_last_error(&vm),
+                  "KVM_GET_DIRTY_LOG: slot 0 is 266240 bytes, not 4096");
+        CHECK_EQ(ember_kvm_vm_get_dirty_log(&vm, 0, 65 * 4096, bitmap, 1), -EINVAL);
+        CHECK_STR(ember_kvm_vm_last_error(&vm),
+                  "KVM_GET_DIRTY_LOG: 266240-byte slot needs 2 bitmap words, got 1");
+        CHECK_EQ(ember_kvm_vm_get_dirty_log(&vm, 0, 65 * 4096, NULL, 2), -EINVAL);
+        CHECK_EQ(ember_kvm_vm_get_dirty_log(&vm, 0, 65 * 4096, bitmap, 2), -EBADF);
+        /* Slots are told apart by address space too. */
+        CHECK_EQ(ember_kvm_vm_get_dirty_log(&vm, 2, 4096, bitmap, 1), -ENOENT);
+        CHECK_EQ(ember_kvm_vm_get_dirty_log(&vm, 1u << 16 | 2, 4096, bitmap, 1), -EBADF);
 }
 
 /* A vCPU handle over fd -2 with no run area. */
@@ -503,15 +549,79 @@ static void t_bad_fd_vcpu(void)
         CHECK_EQ(ember_kvm_vcpu_set_cpuid2(&vcpu, cpuid, 257), -ENOMEM);
         CHECK_EQ(ember_kvm_vcpu_set_cpuid2(&vcpu, cpuid, 1), -EBADF);
         CHECK_STR(ember_kvm_vcpu_last_error(&vcpu), "KVM_SET_CPUID2: Bad file descriptor");
-        CHECK_EQ(ember_kvm_vcpu_get_msrs(&vcpu, msrs, 257), -ENOMEM);
-        CHECK_STR(ember_kvm_vcpu_last_error(&vcpu), "KVM_GET_MSRS: 257 MSRs, at most 256");
-        CHECK_EQ(ember_kvm_vcpu_set_msrs(&vcpu, msrs, 257), -ENOMEM);
+        CHECK_EQ(ember_kvm_vcpu_get_msrs(&vcpu, msrs, 256), -ENOMEM);
+        CHECK_STR(ember_kvm_vcpu_last_error(&vcpu), "KVM_GET_MSRS: 256 MSRs, at most 255");
+        CHECK_EQ(ember_kvm_vcpu_set_msrs(&vcpu, msrs, 256), -ENOMEM);
+        CHECK_EQ(ember_kvm_vcpu_set_msrs(&vcpu, msrs, 255), -EBADF);
         CHECK_EQ(ember_kvm_vcpu_set_msrs(&vcpu, NULL, 1), -EINVAL);
         CHECK_EQ(ember_kvm_vcpu_get_tsc_khz(&vcpu), -EBADF);
         CHECK_EQ(ember_kvm_vcpu_kvmclock_ctrl(&vcpu), -EBADF);
         CHECK_STR(ember_kvm_vcpu_last_error(&vcpu), "KVM_KVMCLOCK_CTRL: Bad file descriptor");
         CHECK(ember_kvm_vcpu_coalesced_ring(&vcpu) == NULL);
         CHECK_EQ(ember_kvm_vcpu_coalesced_read(&vcpu, &entry), -EIO);
+        CHECK_EQ(ember_kvm_vcpu_nmi(&vcpu), -EBADF);
+        CHECK_STR(ember_kvm_vcpu_last_error(&vcpu), "KVM_NMI: Bad file descriptor");
+        CHECK_EQ(ember_kvm_vcpu_smi(&vcpu), -EBADF);
+        CHECK_STR(ember_kvm_vcpu_last_error(&vcpu), "KVM_SMI: Bad file descriptor");
+}
+
+/* XSAVE2 and nested-state buffers are checked against what the kernel will copy. */
+static void t_vcpu_buffer_checks(void)
+{
+        static _Alignas(64) uint8_t buf[8192];
+        struct kvm_xsave *x = (struct kvm_xsave *)buf;
+        struct kvm_nested_state *st = (struct kvm_nested_state *)buf;
+        struct ember_kvm_vcpu vcpu = {.fd = -2};
+
+        CHECK_EQ(ember_kvm_vcpu_xsave2_size(&vcpu), 0);
+        CHECK_EQ(ember_kvm_vcpu_get_xsave2(&vcpu, x, sizeof(buf)), -EOPNOTSUPP);
+        CHECK_STR(ember_kvm_vcpu_last_error(&vcpu),
+                  "KVM_GET_XSAVE2: this KVM lacks KVM_CAP_XSAVE2");
+        CHECK_EQ(ember_kvm_vcpu_set_xsave(&vcpu, x), -EBADF);
+        vcpu.xsave2_size = 4096;
+        CHECK_EQ(ember_kvm_vcpu_get_xsave2(&vcpu, x, 4095), -EINVAL);
+        CHECK_STR(ember_kvm_vcpu_last_error(&vcpu),
+                  "KVM_GET_XSAVE2: a 4095-byte buffer, the state takes 4096");
+        CHECK_EQ(ember_kvm_vcpu_get_xsave2(&vcpu, x, 4096), -EBADF);
+        CHECK_STR(ember_kvm_vcpu_last_error(&vcpu), "KVM_GET_XSAVE2: Bad file descriptor");
+        CHECK_EQ(ember_kvm_vcpu_set_xsave2(&vcpu, x, 4096), -EBADF);
+        CHECK_STR(ember_kvm_vcpu_last_error(&vcpu), "KVM_SET_XSAVE: Bad file descriptor");
+        CHECK_EQ(ember_kvm_vcpu_set_xsave(&vcpu, x), -EBADF);
+        /* An AMX-sized state: the 4 KiB struct would be read past its end. */
+        vcpu.xsave2_size = 8192 + 2752;
+        CHECK_EQ(ember_kvm_vcpu_set_xsave(&vcpu, x), -EINVAL);
+        CHECK(strstr(ember_kvm_vcpu_last_error(&vcpu), "use ember_kvm_vcpu_set_xsave2") != NULL);
+        CHECK_EQ(ember_kvm_vcpu_set_xsave2(&vcpu, x, sizeof(buf)), -EINVAL);
+        CHECK_EQ(ember_kvm_vcpu_get_xsave2(&vcpu, NULL, 1u << 20), -EINVAL);
+
+        CHECK_EQ(ember_kvm_vcpu_get_nested_state(&vcpu, st, 127), -EINVAL);
+        CHECK_EQ(ember_kvm_vcpu_get_nested_state(&vcpu, st, sizeof(buf)), -EBADF);
+        CHECK_EQ(st->size, sizeof(buf)); /* the kernel is told the buffer's size */
+        CHECK_STR(ember_kvm_vcpu_last_error(&vcpu), "KVM_GET_NESTED_STATE: Bad file descriptor");
+        st->size = 128;
+        CHECK_EQ(ember_kvm_vcpu_set_nested_state(&vcpu, st, 127), -EINVAL);
+        CHECK_EQ(ember_kvm_vcpu_set_nested_state(&vcpu, st, 128), -EBADF);
+        CHECK_STR(ember_kvm_vcpu_last_error(&vcpu), "KVM_SET_NESTED_STATE: Bad file descriptor");
+        st->size = 127;
+        CHECK_EQ(ember_kvm_vcpu_set_nested_state(&vcpu, st, 128), -EINVAL);
+        st->size = sizeof(buf) + 1;
+        CHECK_EQ(ember_kvm_vcpu_set_nested_state(&vcpu, st, sizeof(buf)), -EINVAL);
+        CHECK_EQ(ember_kvm_vcpu_set_nested_state(&vcpu, NULL, sizeof(buf)), -EINVAL);
+}
+
+/* An adopted device fd is owned by the handle, and used as is. */
+static void t_device_adopt_bad_fd(void)
+{
+        struct kvm_device_attr attr = {.group = 1};
+        struct ember_kvm_device *dev = (struct ember_kvm_device *)run_area; /* must become NULL */
+
+        CHECK_EQ(ember_kvm_device_adopt(-2, NULL), -EINVAL);
+        REQUIRE_EQ(ember_kvm_device_adopt(-2, &dev), 0);
+        CHECK_EQ(ember_kvm_device_fd(dev), -2);
+        CHECK_STR(ember_kvm_device_last_error(dev), "");
+        CHECK_EQ(ember_kvm_device_has_attr(dev, &attr), -EBADF);
+        CHECK_STR(ember_kvm_device_last_error(dev), "KVM_HAS_DEVICE_ATTR: Bad file descriptor");
+        ember_kvm_device_close(dev);
 }
 
 /* The ring arithmetic: entries in one 4 KiB page, popping in order, wrapping. */
@@ -566,6 +676,9 @@ int main(void)
         T_RUN(t_bad_fd_system);
         T_RUN(t_bad_fd_vm);
         T_RUN(t_bad_fd_vcpu);
+        T_RUN(t_dirty_log_slot_size);
+        T_RUN(t_vcpu_buffer_checks);
+        T_RUN(t_device_adopt_bad_fd);
         T_RUN(t_coalesced_ring_logic);
         T_RUN(t_open_missing_device);
         return T_DONE();

@@ -7,6 +7,10 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -501,6 +505,137 @@ FAKE_HELPER uint32_t gq_setup(struct gq *q, struct fake_vm *vm, uint64_t base, u
         guest_set_queue_regs(vm, base, index, size, q->desc, q->avail, q->used);
         mmio_w32(vm, base + VIRTIO_MMIO_QUEUE_READY, 1);
         return mmio_r32(vm, base + VIRTIO_MMIO_QUEUE_READY);
+}
+
+/* ---- hostile guests on real threads */
+
+/* The VM's event thread, for tests: services vm->loop until a stop request arrives through an
+ * eventfd in the loop, as ember's exit socket does, and checks `stop` between turns only. A
+ * callback that never returns keeps it from ever seeing the request. */
+struct fake_events {
+        struct fake_vm *vm;
+        pthread_t thread;
+        int stop_fd;
+        atomic_bool stop;
+};
+
+FAKE_HELPER void fake_events_on_stop(void *opaque, uint32_t events)
+{
+        struct fake_events *e = opaque;
+        uint64_t v;
+        if (read(e->stop_fd, &v, sizeof(v)) < 0) {
+        }
+        atomic_store(&e->stop, true);
+}
+
+FAKE_HELPER void *fake_events_main(void *arg)
+{
+        struct fake_events *e = arg;
+        while (!atomic_load(&e->stop))
+                evloop_run_once(&e->vm->loop, -1);
+        return NULL;
+}
+
+FAKE_HELPER int fake_events_start(struct fake_vm *vm, struct fake_events *e)
+{
+        memset(e, 0, sizeof(*e));
+        e->vm = vm;
+        e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (e->stop_fd < 0 || evloop_add(&vm->loop, e->stop_fd, EPOLLIN, fake_events_on_stop, e))
+                return -1;
+        return -pthread_create(&e->thread, NULL, fake_events_main, e);
+}
+
+/* Asks the thread to stop and waits up to timeout_ms. True if it stopped (then *took_ms says
+ * how long that took); false if it is still stuck, which a test reports as a failure (the
+ * thread is then left running: the test program should end soon). */
+FAKE_HELPER bool fake_events_stop(struct fake_events *e, int timeout_ms, double *took_ms)
+{
+        struct timespec t0, t1, until;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        uint64_t one = 1;
+        if (write(e->stop_fd, &one, sizeof(one)) < 0)
+                return false;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        if (pthread_timedjoin_np(e->thread, NULL, &until) != 0)
+                return false;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (took_ms)
+                *took_ms =
+                    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        evloop_del(&e->vm->loop, e->stop_fd);
+        close(e->stop_fd);
+        return true;
+}
+
+/* A guest on a thread of its own that keeps queue q's avail ring full of the same head (a
+ * chain it wrote beforehand), re-adding it as soon as the device uses it and never notifying
+ * again: an unbounded device loop never ends, however long the ring is. */
+struct fake_hammer {
+        struct gq *q;
+        uint16_t head;
+        pthread_t thread;
+        atomic_bool stop;
+        atomic_bool full; /* the ring was full once */
+        atomic_uint_fast64_t published;
+};
+
+FAKE_HELPER void *fake_hammer_main(void *arg)
+{
+        struct fake_hammer *h = arg;
+        struct gq *q = h->q;
+        uint8_t *a = guest_ptr(q->vm, q->avail, VIRTQ_AVAIL_BYTES(q->size));
+        uint8_t *u = guest_ptr(q->vm, q->used, VIRTQ_USED_BYTES(q->size));
+        while (!atomic_load(&h->stop)) {
+                uint16_t used = __atomic_load_n((uint16_t *)(u + 2), __ATOMIC_ACQUIRE);
+                if ((uint16_t)(q->avail_idx - used) >= q->size) {
+                        /* Spin, as a vCPU would: the point is to refill while the device's
+                         * loop is still running. */
+                        atomic_store(&h->full, true);
+                        __builtin_ia32_pause();
+                        continue;
+                }
+                memcpy(a + 4 + 2u * (q->avail_idx % q->size), &h->head, 2);
+                q->avail_idx++;
+                __atomic_store_n((uint16_t *)(a + 2), q->avail_idx, __ATOMIC_RELEASE);
+                atomic_fetch_add(&h->published, 1);
+        }
+        return NULL;
+}
+
+/* Starts hammering with `head` and sends the one notification the device ever gets. */
+FAKE_HELPER int fake_hammer_start(struct fake_hammer *h, struct gq *q, uint16_t head)
+{
+        memset(h, 0, sizeof(*h));
+        h->q = q;
+        h->head = head;
+        int r = pthread_create(&h->thread, NULL, fake_hammer_main, h);
+        if (r)
+                return -r;
+        /* The ring full before the one kick: the device starts with work in hand. */
+        while (!atomic_load(&h->full))
+                sched_yield();
+        gq_kick(q);
+        return 0;
+}
+
+FAKE_HELPER uint64_t fake_hammer_stop(struct fake_hammer *h)
+{
+        atomic_store(&h->stop, true);
+        pthread_join(h->thread, NULL);
+        return atomic_load(&h->published);
+}
+
+/* Writes one descriptor at index `d` (not published). */
+FAKE_HELPER void gq_put_desc(struct gq *q, uint16_t d, uint64_t gpa, uint32_t len, bool writable)
+{
+        gq_write_desc(q, d, gpa, len, writable ? VIRTQ_DESC_F_WRITE : 0, 0);
 }
 
 #endif

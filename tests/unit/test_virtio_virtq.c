@@ -1,5 +1,7 @@
 /* Split virtqueue: well-formed chains, the used ring, and every kind of malformed guest input
- * the device must survive (loops, out-of-RAM buffers, bad indices, index jumps, indirect abuse). */
+ * the device must survive (loops, out-of-RAM buffers, bad indices, index jumps, indirect abuse).
+ * Guest RAM is split by the MMIO gap, as in a VM of more than 3 GiB: LOW bytes from 0, HIGH
+ * bytes from 4 GiB; rings and buffers live on both sides. */
 #include "test.h"
 
 #include "test_virtio_guest.h"
@@ -11,18 +13,65 @@ static struct gq g;    /* guest's view (layout + helpers; not attached to a tran
 static struct virtq q; /* device's view */
 static struct virtq_chain ch;
 
-/* Lays out a ring of `size` entries and sets up the device side over it. */
-static void ring(uint16_t size, bool indirect)
+#define LOW      (8ull << 20) /* RAM below the gap, which starts here */
+#define HIGH_AT  (4ull << 30)
+#define HIGH     (8ull << 20)
+#define HIGH_END (HIGH_AT + HIGH)
+
+/* The layout as the test knows it, not as gmem_ptr computes it: whether [gpa, gpa+len) lies
+ * wholly in one range, and where the host mapping holds it. */
+static int64_t ram_off(uint64_t gpa, uint64_t len)
+{
+        if ((unsigned __int128)gpa + len <= LOW)
+                return (int64_t)gpa;
+        if (gpa >= HIGH_AT && (unsigned __int128)gpa + len <= HIGH_END)
+                return (int64_t)(LOW + (gpa - HIGH_AT));
+        return -1;
+}
+
+static uint64_t next_high; /* bump allocator over high RAM */
+
+static uint64_t high_alloc(uint64_t len, uint64_t align)
+{
+        uint64_t p = (next_high + align - 1) & ~(align - 1);
+        next_high = p + len;
+        return p;
+}
+
+/* The fake VM, with its RAM split by the gap. */
+static void split_vm_init(void)
 {
         REQUIRE(fake_vm_init(&vm) == 0);
+        gmem_destroy(&vm.mem);
+        REQUIRE_EQ(gmem_init(&vm.mem, LOW + HIGH, LOW), 0);
+        REQUIRE_EQ(vm.mem.nregions, 2);
+        next_high = HIGH_AT + 0x10000;
+}
+
+/* Lays out a ring of `size` entries (in high RAM if `high`) and sets up the device side over
+ * it; the device's views of the rings are where the layout puts them. */
+static void ring_at(uint16_t size, bool indirect, bool high)
+{
+        split_vm_init();
         memset(&g, 0, sizeof(g));
         g.vm = &vm;
         g.size = size;
-        g.desc = guest_alloc(&vm, VIRTQ_DESC_BYTES(size), 4096);
-        g.avail = guest_alloc(&vm, VIRTQ_AVAIL_BYTES(size), 4096);
-        g.used = guest_alloc(&vm, VIRTQ_USED_BYTES(size), 4096);
+        g.desc = high ? high_alloc(VIRTQ_DESC_BYTES(size), 4096)
+                      : guest_alloc(&vm, VIRTQ_DESC_BYTES(size), 4096);
+        g.avail = high ? high_alloc(VIRTQ_AVAIL_BYTES(size), 4096)
+                       : guest_alloc(&vm, VIRTQ_AVAIL_BYTES(size), 4096);
+        g.used = high ? high_alloc(VIRTQ_USED_BYTES(size), 4096)
+                      : guest_alloc(&vm, VIRTQ_USED_BYTES(size), 4096);
         memset(&q, 0, sizeof(q));
         REQUIRE_EQ(virtq_setup(&q, &vm.mem, size, g.desc, g.avail, g.used, indirect), 0);
+        REQUIRE(q.desc == vm.mem.map + ram_off(g.desc, VIRTQ_DESC_BYTES(size)));
+        REQUIRE(q.avail == vm.mem.map + ram_off(g.avail, VIRTQ_AVAIL_BYTES(size)));
+        REQUIRE(q.used == vm.mem.map + ram_off(g.used, VIRTQ_USED_BYTES(size)));
+}
+
+static void ring(uint16_t size, bool indirect)
+{
+        ring_at(size, indirect, false);
 }
 
 static void done(void)
@@ -37,7 +86,7 @@ static uint64_t buf(uint32_t len)
 
 static void t_setup_validation(void)
 {
-        REQUIRE(fake_vm_init(&vm) == 0);
+        split_vm_init();
         struct virtq v = {0};
         uint64_t d = 0x100000, a = 0x101000, u = 0x102000;
         CHECK_EQ(virtq_setup(&v, &vm.mem, 0, d, a, u, false), -EINVAL);
@@ -50,9 +99,15 @@ static void t_setup_validation(void)
         CHECK_EQ(virtq_setup(&v, &vm.mem, 16, d + 8, a, u, false), -EINVAL);
         CHECK_EQ(virtq_setup(&v, &vm.mem, 16, d, a + 1, u, false), -EINVAL);
         CHECK_EQ(virtq_setup(&v, &vm.mem, 16, d, a, u + 2, false), -EINVAL);
-        /* outside RAM, at the edge, and wrapping */
-        CHECK_EQ(virtq_setup(&v, &vm.mem, 16, FAKE_RAM, a, u, false), -EINVAL);
-        CHECK_EQ(virtq_setup(&v, &vm.mem, 16, FAKE_RAM - 16 * 8, a, u, false), -EINVAL);
+        /* outside RAM, across an edge (into the gap, out of it, past the end), and wrapping */
+        CHECK_EQ(virtq_setup(&v, &vm.mem, 16, LOW, a, u, false), -EINVAL);
+        CHECK_EQ(virtq_setup(&v, &vm.mem, 16, LOW - 16 * 8, a, u, false), -EINVAL);
+        CHECK_EQ(virtq_setup(&v, &vm.mem, 16, 3ull << 30, a, u, false), -EINVAL);
+        CHECK_EQ(virtq_setup(&v, &vm.mem, 16, HIGH_AT - 16 * 8, a, u, false), -EINVAL);
+        CHECK_EQ(virtq_setup(&v, &vm.mem, 16, d, HIGH_AT - 2, u, false), -EINVAL);
+        CHECK_EQ(virtq_setup(&v, &vm.mem, 16, d, a, LOW - 8, false), -EINVAL);
+        CHECK_EQ(virtq_setup(&v, &vm.mem, 16, HIGH_END, a, u, false), -EINVAL);
+        CHECK_EQ(virtq_setup(&v, &vm.mem, 16, d, a, HIGH_END - 8, false), -EINVAL);
         CHECK_EQ(virtq_setup(&v, &vm.mem, 16, d, a, UINT64_MAX - 15, false), -EINVAL);
         CHECK_EQ(virtq_setup(&v, &vm.mem, 16, d, 0xfffffffffffff000ull, u, false), -EINVAL);
         /* overlapping rings, e.g. all left at 0 */
@@ -60,9 +115,17 @@ static void t_setup_validation(void)
         CHECK_EQ(virtq_setup(&v, &vm.mem, 16, d, d + 0x80, u, false), -EINVAL);
         CHECK(!v.ready);
         CHECK(v.error[0] != 0);
-        /* the largest ring fitting exactly at the end of RAM is fine */
-        CHECK_EQ(virtq_setup(&v, &vm.mem, 256, FAKE_RAM - 4096, a, u, false), 0);
+        /* the largest ring fitting exactly at the end of each range is fine, as are rings on
+         * both sides of the gap and at 4 GiB itself */
+        CHECK_EQ(virtq_setup(&v, &vm.mem, 256, LOW - 4096, a, u, false), 0);
         CHECK(v.ready);
+        CHECK_EQ(virtq_setup(&v, &vm.mem, 256, HIGH_END - 4096, a, u, false), 0);
+        CHECK(v.ready);
+        CHECK_EQ(
+            virtq_setup(&v, &vm.mem, 16, HIGH_AT, a, HIGH_END - VIRTQ_USED_BYTES(16) - 2, false),
+            0);
+        CHECK(v.ready);
+        CHECK(v.desc == vm.mem.map + LOW);
         /* not ready: nothing to pop, nothing to push */
         virtq_reset(&v);
         CHECK_EQ(virtq_pop(&v, &ch), 0);
@@ -198,9 +261,17 @@ static void t_out_of_ram(void)
                 uint64_t addr;
                 uint32_t len;
         } bad[] = {
-            {FAKE_RAM, 1},          {FAKE_RAM - 10, 11},  {UINT64_MAX, 1},
-            {UINT64_MAX - 10, 100}, {0x1000, UINT32_MAX}, {3ull << 30, 16}, /* in the gap */
-            {4ull << 30, 16}, /* where high RAM would be */
+            {LOW, 1},
+            {LOW - 10, 11}, /* into the gap */
+            {UINT64_MAX, 1},
+            {UINT64_MAX - 10, 100},
+            {0x1000, UINT32_MAX},
+            {3ull << 30, 16},    /* in the gap */
+            {HIGH_AT - 1, 2},    /* from the gap into high RAM */
+            {HIGH_AT - 16, 32},  /* the same */
+            {HIGH_END, 1},       /* past the end */
+            {HIGH_END - 10, 11}, /* across the end */
+            {HIGH_AT + 16, UINT32_MAX},
         };
         for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 ring(8, false);
@@ -208,6 +279,25 @@ static void t_out_of_ram(void)
                 gq_write_desc(&g, 1, bad[i].addr, bad[i].len, VIRTQ_DESC_F_WRITE, 0);
                 gq_publish(&g, 0);
                 expect_broken("buffer outside RAM");
+                done();
+        }
+        /* buffers at each range's very ends are fine, and land where the layout says */
+        static const struct {
+                uint64_t addr;
+                uint32_t len;
+        } good[] = {{LOW - 16, 16}, {LOW - 1, 1}, {HIGH_AT, 16}, {HIGH_END - 16, 16}, {0, 1}};
+        for (unsigned i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+                ring_at(8, false, i % 2);
+                memset(vm.mem.map + ram_off(good[i].addr, good[i].len), 'a' + i, good[i].len);
+                gq_write_desc(&g, 0, good[i].addr, good[i].len, VIRTQ_DESC_F_NEXT, 1);
+                gq_write_desc(&g, 1, good[i].addr, good[i].len, VIRTQ_DESC_F_WRITE, 0);
+                gq_publish(&g, 0);
+                REQUIRE_EQ(virtq_pop(&q, &ch), 1);
+                char tmp[16];
+                CHECK_EQ(virtq_chain_read(&vm.mem, &ch, good[i].len - 1, tmp, 16), 1);
+                CHECK_EQ(tmp[0], 'a' + i);
+                CHECK_EQ(virtq_chain_write(&vm.mem, &ch, 0, "z", 1), 1);
+                CHECK_EQ(vm.mem.map[ram_off(good[i].addr, 1)], 'z');
                 done();
         }
         /* zero-length descriptors anywhere are harmless and dropped */
@@ -353,7 +443,9 @@ static void t_indirect_abuse(void)
         indirect_case(true, 0, 0x20000, VIRTQ_DESC_F_INDIRECT, "empty indirect table");
         indirect_case(true, 24, 0x20000, VIRTQ_DESC_F_INDIRECT, "table len not multiple of 16");
         indirect_case(true, 16 * 9, 0x20000, VIRTQ_DESC_F_INDIRECT, "table larger than queue");
-        indirect_case(true, 16, FAKE_RAM - 8, VIRTQ_DESC_F_INDIRECT, "table outside RAM");
+        indirect_case(true, 16, LOW - 8, VIRTQ_DESC_F_INDIRECT, "table across the gap");
+        indirect_case(true, 16, HIGH_AT - 8, VIRTQ_DESC_F_INDIRECT, "table from the gap");
+        indirect_case(true, 16, HIGH_END - 8, VIRTQ_DESC_F_INDIRECT, "table outside RAM");
         indirect_case(true, 16, UINT64_MAX - 7, VIRTQ_DESC_F_INDIRECT, "table address wraps");
         indirect_case(true, 16, 0x20000, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT,
                       "indirect with NEXT");
@@ -442,11 +534,19 @@ static void t_random_rings(void)
         unsigned popped = 0, broke = 0;
         for (unsigned iter = 0; iter < 3000; iter++) {
                 uint16_t size = (uint16_t)(1u << (rnd() % 9));
-                ring(size, rnd() & 1);
+                ring_at(size, rnd() & 1, rnd() & 1);
                 uint8_t *desc = guest_ptr(&vm, g.desc, VIRTQ_DESC_BYTES(size));
                 for (unsigned i = 0; i < size; i++) {
-                        /* mostly plausible, sometimes wild */
-                        uint64_t addr = rnd() % 16 == 0 ? rnd() : 0x20000 + rnd() % 0x100000;
+                        /* mostly plausible, on either side of the gap; sometimes near an edge of
+                         * a range (where a buffer may cross it); sometimes wild */
+                        static const uint64_t edge[] = {LOW, HIGH_AT, HIGH_END};
+                        uint64_t kind = rnd() % 16, addr;
+                        if (kind == 0)
+                                addr = rnd();
+                        else if (kind < 4)
+                                addr = edge[rnd() % 3] - 64 + rnd() % 128;
+                        else
+                                addr = (kind & 1 ? HIGH_AT : 0) + 0x20000 + rnd() % 0x100000;
                         uint32_t len = rnd() % 16 == 0 ? (uint32_t)rnd() : (uint32_t)(rnd() % 4096);
                         uint16_t flags = (rnd() % 4 == 0 ? VIRTQ_DESC_F_NEXT : 0) |
                                          (rnd() % 2 ? VIRTQ_DESC_F_WRITE : 0) |
@@ -478,8 +578,9 @@ static void t_random_rings(void)
                                 FAILF("iteration %u: chain bounds", iter);
                         uint64_t rl = 0, wl = 0;
                         for (unsigned i = 0; i < (unsigned)ch.nread + ch.nwrite; i++) {
-                                if (!gmem_ptr(&vm.mem, ch.seg[i].gpa, ch.seg[i].len))
-                                        FAILF("iteration %u: segment outside RAM", iter);
+                                if (ram_off(ch.seg[i].gpa, ch.seg[i].len) < 0 || !ch.seg[i].len)
+                                        FAILF("iteration %u: segment 0x%" PRIx64 "+%u outside RAM",
+                                              iter, ch.seg[i].gpa, ch.seg[i].len);
                                 *(i < ch.nread ? &rl : &wl) += ch.seg[i].len;
                         }
                         if (rl != ch.read_len || wl != ch.write_len)

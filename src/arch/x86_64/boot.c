@@ -178,6 +178,7 @@ int x86_mptable_write(struct gmem *m, unsigned ncpus, char *err, size_t errlen)
         memcpy(p + 2, "ISA   ", 6);
         p += MPC_SMALL_SIZE, entries++;
 
+        _Static_assert(X86_IOAPIC_ID <= 0xff, "the IOAPIC's ID register holds 8 bits");
         p[0] = MP_IOAPIC;
         p[1] = X86_IOAPIC_ID;
         p[2] = MP_IOAPIC_VERSION;

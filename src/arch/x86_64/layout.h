@@ -107,7 +107,8 @@
 
 /* --- vCPUs ------------------------------------------------------------------------------- */
 /* APIC id = vCPU index. The MP table and xAPIC ids allow up to 254; the guest kernel is built
- * with NR_CPUS=64. The IOAPIC takes id X86_MAX_VCPUS (never collides with a CPU). */
+ * with NR_CPUS=64. The IOAPIC takes id X86_MAX_VCPUS (never collides with a CPU); its ID
+ * register is 8 bits wide so that it reads this id back. */
 #define X86_MAX_VCPUS 64u
 #define X86_IOAPIC_ID X86_MAX_VCPUS
 
