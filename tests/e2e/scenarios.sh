@@ -426,6 +426,24 @@ if selected balloon_rss_drop; then
 		echo "    RSS ${r_full} KiB filled -> ${r_low} KiB ${secs} s after freeing"
 	fi
 fi
+# --balloon-target from the command line: the guest gives 64 MiB back as soon as its driver is
+# up. Its MemTotal, 240 MiB or so at --memory 256 (memory_256), must fall to 192 MiB or less (it
+# waits up to 60 s for that).
+check_balloon_target() {
+	kb=$(tr -d '\n' <"$SCRATCH/out")
+	why="MemTotal is '$kb' KiB with a 64 MiB balloon, want at most 196608"
+	[ -n "$kb" ] && [ "$kb" -le 196608 ]
+}
+after=check_balloon_target
+guest_file balloon_target_cli 0 '' --memory 256 --balloon-target 64 -- sh -c '
+	kib() { sed -n "s/^MemTotal: *\([0-9]*\) kB$/\1/p" /proc/meminfo; }
+	n=0; while [ $n -lt 240 ] && [ "$(kib)" -gt 196608 ]; do sleep 0.25; n=$((n + 1)); done
+	kib'
+after=
+bad_input bad_balloon_option --kernel "$KERNEL" --rootfs "$ROOTFS" --balloon=no-such -- true
+bad_input bad_balloon_target --kernel "$KERNEL" --rootfs "$ROOTFS" --memory 256 \
+	--balloon-target 300 -- true
+
 # --- the guest dying --------------------------------------------------------------------------
 # rdinit= given last wins over ember's own, and nothing else in the initramfs can be init, so
 # the kernel panics ("No working init found"); the VM must end with an error, not hang.
