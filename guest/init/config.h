@@ -8,11 +8,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INIT_CFG_MAX_RLIMITS 16u
+#include "ember/guest_abi.h"
+
+#define INIT_CFG_MAX_RLIMITS EMBER_ABI_MAX_RLIMITS
 /* Linux's RLIM_NLIMITS; resources are Linux x86_64 RLIMIT_* numbers. */
 #define INIT_CFG_RLIMIT_COUNT 16u
-#define INIT_CFG_HOSTNAME_MAX 64u   /* HOST_NAME_MAX */
-#define INIT_CFG_PATH_MAX     4095u /* PATH_MAX without the NUL */
+#define INIT_CFG_HOSTNAME_MAX EMBER_ABI_HOSTNAME_MAX
+#define INIT_CFG_PATH_MAX     EMBER_ABI_PATH_MAX
 
 /* One record per resource at most, so the array never overflows. */
 _Static_assert(INIT_CFG_MAX_RLIMITS >= INIT_CFG_RLIMIT_COUNT, "rlimit array too small");

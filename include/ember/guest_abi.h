@@ -65,6 +65,12 @@ enum ember_abi_cfg_type {
         EMBER_CFG_FLAGS = 9,     /* u32, EMBER_CFG_FLAG_* */
 };
 
+/* Limits both sides enforce: the host refuses a configuration past them, init refuses to read
+ * one. */
+#define EMBER_ABI_PATH_MAX     4095u /* a path, without its NUL (Linux's PATH_MAX - 1) */
+#define EMBER_ABI_HOSTNAME_MAX 64u   /* HOST_NAME_MAX */
+#define EMBER_ABI_MAX_RLIMITS  16u   /* EMBER_CFG_RLIMIT records */
+
 #define EMBER_CFG_FLAG_PID1 0x1u /* exec the workload as PID 1 instead of a child of init */
 
 #endif

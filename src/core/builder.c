@@ -347,8 +347,9 @@ EMBER_API int ember_builder_exec_hostname(struct ember_builder *b, const char *h
 {
         if (!b)
                 return -EINVAL;
-        if (!hostname || !*hostname || strlen(hostname) > 64)
-                return fail(b, EMBER_ERR_INVALID, EINVAL, "hostname must be 1 to 64 characters");
+        if (!hostname || !*hostname || strlen(hostname) > EMBER_ABI_HOSTNAME_MAX)
+                return fail(b, EMBER_ERR_INVALID, EINVAL, "hostname must be 1 to %u characters",
+                            EMBER_ABI_HOSTNAME_MAX);
         return set_str(b, &b->cfg.hostname, hostname, EMBER_ERR_INVALID, "hostname");
 }
 

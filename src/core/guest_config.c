@@ -12,7 +12,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 
-#define GUEST_CONFIG_PATH_MAX     4095u
+#define GUEST_CONFIG_PATH_MAX     EMBER_ABI_PATH_MAX
 #define GUEST_CONFIG_HOSTNAME_MAX 64u
 #define GUEST_CONFIG_NLIMITS      16u /* Linux RLIM_NLIMITS */
 

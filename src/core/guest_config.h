@@ -7,7 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GUEST_CONFIG_MAX_RLIMITS 16
+#include "ember/guest_abi.h"
+
+#define GUEST_CONFIG_MAX_RLIMITS EMBER_ABI_MAX_RLIMITS
 
 struct guest_config_rlimit {
         uint32_t resource; /* Linux RLIMIT_* number */

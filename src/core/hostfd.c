@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -77,6 +78,7 @@ struct hostfd_writer {
         size_t cap, head, len;
         size_t writing; /* bytes of [head, head + len) the thread is writing now */
         bool stop, dead, room_wanted;
+        char name[16];
         int room_fd;
         struct hostfd_writer_stats stats;
 };
@@ -170,14 +172,7 @@ int hostfd_writer_create(int fd, size_t capacity, const char *name, struct hostf
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&w->done_cv, &ca);
         pthread_condattr_destroy(&ca);
-        rc = ember_thread_spawn(&w->thread, writer_main, w, true, name);
-        if (rc) {
-                pthread_cond_destroy(&w->data_cv);
-                pthread_cond_destroy(&w->done_cv);
-                pthread_mutex_destroy(&w->lock);
-                goto fail;
-        }
-        w->started = true;
+        snprintf(w->name, sizeof(w->name), "%s", name ? name : "ember-writer");
         *out = w;
         return 0;
 fail:
@@ -196,19 +191,10 @@ void hostfd_writer_destroy(struct hostfd_writer *w)
         w->stop = true;
         pthread_cond_broadcast(&w->data_cv);
         pthread_mutex_unlock(&w->lock);
-        /* A kick can land just before the thread enters write(): keep kicking until it is gone. */
-        for (;;) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 20 * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
-                if (pthread_timedjoin_np(w->thread, NULL, &ts) != ETIMEDOUT)
-                        break;
-                pthread_kill(w->thread, EMBER_KICK_SIGNAL);
-        }
+        /* It may be blocked in a write to a stuck reader: the kick interrupts it. */
+        if (w->started)
+                ember_thread_join_kicking(w->thread, NULL, NULL);
+        w->started = false;
         pthread_cond_destroy(&w->data_cv);
         pthread_cond_destroy(&w->done_cv);
         pthread_mutex_destroy(&w->lock);
@@ -217,9 +203,25 @@ void hostfd_writer_destroy(struct hostfd_writer *w)
         free(w);
 }
 
+/* The thread starts with the first byte to write: a stream that never carries anything costs
+ * no thread. Lock held. */
+static void writer_start(struct hostfd_writer *w)
+{
+        if (w->started || w->dead)
+                return;
+        if (ember_thread_spawn(&w->thread, writer_main, w, true, w->name) == 0) {
+                w->started = true;
+                return;
+        }
+        w->dead = true;
+        w->stats.error = EAGAIN;
+}
+
 size_t hostfd_writer_put(struct hostfd_writer *w, const void *p, size_t len)
 {
         pthread_mutex_lock(&w->lock);
+        if (len && !w->stop)
+                writer_start(w);
         size_t take = len;
         if (w->dead || w->stop) {
                 w->stats.dropped += len;

@@ -1,7 +1,9 @@
 #include "core/thread.h"
 
 #include <signal.h>
+#include <errno.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "ember/ember.h"
 
@@ -18,6 +20,24 @@ static void kick_install(void)
         struct sigaction sa = {.sa_handler = kick_handler};
         sigemptyset(&sa.sa_mask);
         sigaction(EMBER_KICK_SIGNAL, &sa, NULL);
+}
+
+void ember_thread_join_kicking(pthread_t t, void (*before_kick)(void *), void *arg)
+{
+        for (;;) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 20 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                if (pthread_timedjoin_np(t, NULL, &ts) != ETIMEDOUT)
+                        return;
+                if (before_kick)
+                        before_kick(arg);
+                pthread_kill(t, EMBER_KICK_SIGNAL);
+        }
 }
 
 int ember_thread_spawn(pthread_t *t, void *(*fn)(void *), void *arg, bool kickable,

@@ -13,4 +13,9 @@
 int ember_thread_spawn(pthread_t *t, void *(*fn)(void *), void *arg, bool kickable,
                        const char *name);
 
+/* Joins a kickable thread that may be blocked in a system call: kicks it with
+ * EMBER_KICK_SIGNAL every 20 ms until it is gone (a kick can land just before the call starts,
+ * and is then lost). `before_kick` (may be NULL) runs before each kick. */
+void ember_thread_join_kicking(pthread_t t, void (*before_kick)(void *), void *arg);
+
 #endif

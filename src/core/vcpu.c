@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/metrics.h"
+#include "core/thread.h"
 #include "core/vm_priv.h"
 
 void vm_kick_all(struct ember_vm *vm)
@@ -139,6 +140,11 @@ void *vm_event_thread(void *arg)
         return NULL;
 }
 
+static void set_immediate_exit(void *kvcpu)
+{
+        ember_kvm_vcpu_set_immediate_exit(kvcpu, true);
+}
+
 void vm_join(struct ember_vm *vm)
 {
         if (vm->event_started)
@@ -151,19 +157,7 @@ void vm_join(struct ember_vm *vm)
                 /* A kick can land just before the thread enters KVM_RUN; immediate_exit covers
                  * that, but keep kicking until it is gone rather than trust every kernel to honour
                  * it. */
-                for (;;) {
-                        struct timespec ts;
-                        clock_gettime(CLOCK_REALTIME, &ts);
-                        ts.tv_nsec += 20 * 1000000L;
-                        if (ts.tv_nsec >= 1000000000L) {
-                                ts.tv_sec++;
-                                ts.tv_nsec -= 1000000000L;
-                        }
-                        if (pthread_timedjoin_np(v->thread, NULL, &ts) != ETIMEDOUT)
-                                break;
-                        ember_kvm_vcpu_set_immediate_exit(v->kvcpu, true);
-                        pthread_kill(v->thread, EMBER_KICK_SIGNAL);
-                }
+                ember_thread_join_kicking(v->thread, set_immediate_exit, v->kvcpu);
                 pthread_mutex_lock(&vm->thread_lock);
                 v->started = false;
                 pthread_mutex_unlock(&vm->thread_lock);

@@ -8,9 +8,10 @@
 
 #include "core/err.h"
 #include "ember/ember.h"
+#include "ember/guest_abi.h"
 
 #define EMBER_MAX_OBSERVERS 16
-#define EMBER_MAX_RLIMITS   16
+#define EMBER_MAX_RLIMITS   EMBER_ABI_MAX_RLIMITS
 
 struct ember_rlimit_cfg {
         uint32_t resource;

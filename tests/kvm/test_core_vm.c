@@ -236,6 +236,62 @@ static void t_exit_handle_stops_spinning_guest(void)
         free(path);
 }
 
+/* A released copy of a handle whose fd number now belongs to another file refuses to write to
+ * it, and releasing it does not close that file. */
+static void t_released_handle_never_writes_elsewhere(void)
+{
+        NEED_KVM();
+        struct tiny_code c = {0};
+        tiny_spin(&c);
+        char *path;
+        struct ember_vm *vm = tiny_vm(&c, 1, &path);
+        struct ember_exit_handle h, copy;
+        REQUIRE_EQ(ember_vm_exit_handle(vm, &h), 0);
+        copy = h;
+        ember_exit_handle_release(&h);
+        char tmpl[] = "/tmp/ember-handle-XXXXXX";
+        int f = mkstemp(tmpl);
+        REQUIRE(f >= 0);
+        unlink(tmpl);
+        if (f != copy.fd) {
+                REQUIRE_EQ(dup2(f, copy.fd), copy.fd);
+                close(f);
+        }
+        int reused = copy.fd; /* now the file's */
+        CHECK_EQ(ember_exit_handle_trigger(copy), -EBADF);
+        struct stat st;
+        REQUIRE_EQ(fstat(reused, &st), 0);
+        CHECK_EQ(st.st_size, 0); /* nothing was written into the file */
+        ember_exit_handle_release(&copy);
+        CHECK(fcntl(reused, F_GETFD) >= 0); /* and it was not closed */
+        close(reused);
+        ember_vm_free(vm);
+        unlink(path);
+        free(path);
+}
+
+/* ember_vm_run on a VM that is already running refuses without freeing it: the VM and its error
+ * stay usable (before, it freed a VM it had not started, under the caller's feet). */
+static void t_run_on_started_vm_keeps_it(void)
+{
+        NEED_KVM();
+        struct tiny_code c = {0};
+        tiny_spin(&c);
+        char *path;
+        struct ember_vm *vm = tiny_vm(&c, 1, &path);
+        struct ember_exit_handle h;
+        REQUIRE_EQ(ember_vm_exit_handle(vm, &h), 0);
+        REQUIRE_EQ(ember_vm_start(vm), 0);
+        CHECK_EQ(ember_vm_run(vm), -EBUSY);
+        CHECK(strstr(ember_vm_error(vm), "already started") != NULL);
+        CHECK_EQ(ember_exit_handle_trigger(h), 0);
+        CHECK_EQ(ember_vm_wait(vm), EMBER_EXIT_STOPPED);
+        ember_vm_free(vm);
+        ember_exit_handle_release(&h);
+        unlink(path);
+        free(path);
+}
+
 static void t_metrics_count_exits(void)
 {
         NEED_KVM();
@@ -569,6 +625,8 @@ int main(void)
         T_RUN(t_unclaimed_io_reads_all_ones);
         T_RUN(t_status_port_reads_magic);
         T_RUN(t_exit_handle_stops_spinning_guest);
+        T_RUN(t_released_handle_never_writes_elsewhere);
+        T_RUN(t_run_on_started_vm_keeps_it);
         T_RUN(t_metrics_count_exits);
         T_RUN(t_metrics_while_running);
         T_RUN(t_observers_run_in_order_after_code_set);

@@ -1113,7 +1113,9 @@ static void t_hostile_same_head_aliased_stdout(void)
  * forever. (Cheap chains: whether the device loop would run away depends on the guest thread
  * keeping up, so this checks that the stop is seen under that load; the stdout test above is
  * the deterministic one.) */
-static void t_hostile_stdin_no_room(void)
+/* A running console whose stdin never runs dry (/dev/zero), its port open in the guest.
+ * Returns the fd to close after finish(). */
+static int start_endless_stdin(void)
 {
         int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
         REQUIRE(zero >= 0);
@@ -1122,6 +1124,12 @@ static void t_hostile_stdin_no_room(void)
         discover(false);
         send_ctrl(0, VIRTIO_CONSOLE_PORT_OPEN, 1);
         fake_run(&vm, 0);
+        return zero;
+}
+
+static void t_hostile_stdin_no_room(void)
+{
+        int zero = start_endless_stdin();
         uint64_t b = guest_alloc(&vm, 64, 64);
         uint16_t head = aliased_chain(0, 40, 1, b, 64, false);
         CHECK(hammer_then_stop(0, head) >= Q[0].size);
@@ -1198,22 +1206,8 @@ static void t_reader_never_reads(void)
  * the rest. Returns the chains done in all. */
 static uint64_t budget_per_turn(unsigned q, uint16_t head)
 {
-        struct fake_hammer h;
-        REQUIRE_EQ(fake_hammer_start(&h, &Q[q], head), 0);
-        const uint8_t *u = guest_ptr(&vm, Q[q].used, 4);
-        uint16_t last = __atomic_load_n((const uint16_t *)(u + 2), __ATOMIC_ACQUIRE);
-        unsigned most = 0;
-        uint64_t total = 0;
-        struct timespec until = hostfd_deadline_in(300);
-        while (!hostfd_deadline_passed(&until)) {
-                evloop_run_once(&vm.loop, 10);
-                uint16_t now = __atomic_load_n((const uint16_t *)(u + 2), __ATOMIC_ACQUIRE);
-                unsigned did = (uint16_t)(now - last);
-                most = did > most ? did : most;
-                total += did;
-                last = now;
-        }
-        fake_hammer_stop(&h);
+        unsigned most;
+        uint64_t total = fake_budget_per_turn(&vm, &Q[q], head, 300, &most);
         printf("    queue %u: %llu chains in 300 ms, at most %u in one turn\n", q,
                (unsigned long long)total, most);
         CHECK(most <= VIRTIO_BUDGET_CHAINS);
@@ -1224,13 +1218,7 @@ static uint64_t budget_per_turn(unsigned q, uint16_t head)
  * forever: bounded per turn. */
 static void t_hostile_budget_per_turn(void)
 {
-        int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
-        REQUIRE(zero >= 0);
-        start_console(zero, -1, -1);
-        bring_up();
-        discover(false);
-        send_ctrl(0, VIRTIO_CONSOLE_PORT_OPEN, 1);
-        fake_run(&vm, 0);
+        int zero = start_endless_stdin();
         uint64_t b = guest_alloc(&vm, 64, 64);
         memcpy(guest_ptr(&vm, b, 8), (uint8_t[8]){1, 0, 0, 0, VIRTIO_CONSOLE_PORT_OPEN, 0, 1, 0},
                8);

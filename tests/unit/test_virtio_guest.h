@@ -63,7 +63,7 @@ struct fake_vm {
         uint32_t irq_gsi;
         bool irqfd_fails;
         int line_level;
-        unsigned line_raises;
+        unsigned line_raises; /* interrupts delivered through irq_line */
         struct {
                 uint64_t addr;
                 uint32_t len;
@@ -129,10 +129,13 @@ FAKE_HELPER int fake_irqfd(void *hv, int fd, uint32_t gsi, bool assign)
         return 0;
 }
 
+/* KVM_IRQ_LINE as ember's routing makes it behave: every pin is an edge MSI route, so each
+ * call with level 1 delivers one interrupt, whatever the line's previous level, and level 0
+ * delivers nothing (an interrupt raised while the line is "high" is not held back). */
 FAKE_HELPER int fake_irq_line(void *hv, uint32_t gsi, int level)
 {
         struct fake_vm *vm = hv;
-        if (level && !vm->line_level)
+        if (level)
                 vm->line_raises++;
         vm->line_level = level;
         return 0;
@@ -630,6 +633,45 @@ FAKE_HELPER uint64_t fake_hammer_stop(struct fake_hammer *h)
         atomic_store(&h->stop, true);
         pthread_join(h->thread, NULL);
         return atomic_load(&h->published);
+}
+
+/* With a hammer on queue q (re-adding `head`), turns the event loop one turn at a time for
+ * `ms` milliseconds and measures the most chains the device used in one turn (*most). Returns
+ * the chains used in all. A device whose loops are bounded does at most one budget
+ * (VIRTIO_BUDGET_CHAINS) per turn; with a ring larger than that, a full ring shows it. */
+FAKE_HELPER uint64_t fake_budget_per_turn(struct fake_vm *vm, struct gq *q, uint16_t head,
+                                          unsigned ms, unsigned *most)
+{
+        struct fake_hammer h;
+        *most = 0;
+        if (fake_hammer_start(&h, q, head) != 0)
+                return 0;
+        const uint8_t *u = guest_ptr(vm, q->used, 4);
+        uint16_t last = __atomic_load_n((const uint16_t *)(u + 2), __ATOMIC_ACQUIRE);
+        uint64_t total = 0;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        for (;;) {
+                struct timespec now_ts;
+                clock_gettime(CLOCK_MONOTONIC, &now_ts);
+                if (now_ts.tv_sec > until.tv_sec ||
+                    (now_ts.tv_sec == until.tv_sec && now_ts.tv_nsec >= until.tv_nsec))
+                        break;
+                evloop_run_once(&vm->loop, 10);
+                uint16_t now = __atomic_load_n((const uint16_t *)(u + 2), __ATOMIC_ACQUIRE);
+                unsigned did = (uint16_t)(now - last);
+                *most = did > *most ? did : *most;
+                total += did;
+                last = now;
+        }
+        fake_hammer_stop(&h);
+        return total;
 }
 
 /* Writes one descriptor at index `d` (not published). */

@@ -73,7 +73,7 @@ static void t_fills_requests(void)
                 uint32_t want = sizes[i] < 65536 ? sizes[i] : 65536; /* capped per request */
                 CHECK_EQ(len, want);
                 if (want >= 64)
-                        CHECK(count_not(p, want, 0x5a) > want - want / 64);
+                        CHECK(count_not(p, want, 0x5a) + want / 16 + 2 > want); /* ~1/256 match */
                 CHECK_EQ(count_not(p + want, sizes[i] - want, 0x5a), 0); /* nothing past it */
         }
         /* a chain with nothing writable comes back empty */
@@ -100,22 +100,8 @@ static void t_hostile_same_head(void)
                               VIRTQ_DESC_F_WRITE | (i + 1 < q0.size ? VIRTQ_DESC_F_NEXT : 0),
                               (uint16_t)(i + 1));
         REQUIRE(VIRTIO_BUDGET_CHAINS < q0.size);
-        struct fake_hammer h;
-        REQUIRE_EQ(fake_hammer_start(&h, &q0, 0), 0);
-        const uint8_t *u = guest_ptr(&vm, q0.used, 4);
-        uint16_t last = 0;
-        unsigned most = 0;
-        uint64_t total = 0;
-        struct timespec until = hostfd_deadline_in(300);
-        while (!hostfd_deadline_passed(&until)) {
-                evloop_run_once(&vm.loop, 10);
-                uint16_t now = __atomic_load_n((const uint16_t *)(u + 2), __ATOMIC_ACQUIRE);
-                unsigned did = (uint16_t)(now - last);
-                most = did > most ? did : most;
-                total += did;
-                last = now;
-        }
-        fake_hammer_stop(&h);
+        unsigned most;
+        uint64_t total = fake_budget_per_turn(&vm, &q0, 0, 300, &most);
         printf("    %llu requests in 300 ms, at most %u in one turn\n", (unsigned long long)total,
                most);
         CHECK(most <= VIRTIO_BUDGET_CHAINS);
