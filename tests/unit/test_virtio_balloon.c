@@ -593,6 +593,32 @@ static void t_same_head_forever_bounded(void)
         teardown();
 }
 
+/* Small chains re-added as fast as the device uses them, on every queue: no turn of the event
+ * loop uses more than one budget of chains (the harness's measurement). */
+static void t_budget_per_turn_every_queue(void)
+{
+        setup(0);
+        up(F_STATS | F_REPORTING);
+        uint64_t page = filled_pages(1);
+        uint32_t pfn = (uint32_t)(page / PAGE);
+        struct gseg arr = pfn_array(&pfn, 1);
+        gq_put_desc(&Q[0], 0, arr.gpa, arr.len, false);
+        gq_put_desc(&Q[1], 0, arr.gpa, arr.len, false);
+        gq_put_desc(&Q[2], 0, arr.gpa, 4, false);
+        gq_put_desc(&Q[3], 0, page, PAGE, true);
+        static const char *const names[] = {"inflate", "deflate", "stats", "reporting"};
+        for (unsigned q = 0; q < 4; q++) {
+                unsigned most;
+                uint64_t total = fake_budget_per_turn(&vm, &Q[q], 0, 200, &most);
+                printf("    %s: %llu chains in 200 ms, at most %u in one turn\n", names[q],
+                       (unsigned long long)total, most);
+                CHECK(most <= VIRTIO_BUDGET_CHAINS);
+                CHECK(total >= QS - 1); /* a full ring used (stats holds one back) */
+        }
+        CHECK_EQ(virtio_failure(VD)[0], 0);
+        teardown();
+}
+
 /* A 480 MiB report is worked through 64 MiB per notification; a reset in the middle drops the
  * rest of it. */
 static void t_huge_report_in_pieces(void)
@@ -701,6 +727,7 @@ int main(void)
         T_RUN(t_chains_without_usable_space);
         T_RUN(t_aliased_and_overlapping);
         T_RUN(t_same_head_forever_bounded);
+        T_RUN(t_budget_per_turn_every_queue);
         T_RUN(t_huge_report_in_pieces);
         T_RUN(t_hammer_all_queues_while_stopping);
         return T_DONE();
