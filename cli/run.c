@@ -42,6 +42,11 @@ static void run_usage(FILE *f)
             "  -m, --memory MiB         guest memory in MiB (default %u)\n"
             "      --no-rng             no virtio-rng device (the guest's entropy then comes from\n"
             "                           its own sources only)\n"
+            "      --balloon[=OPTS]     virtio-balloon: the guest's free memory goes back to the\n"
+            "                           host; OPTS, comma-separated: deflate-on-oom,\n"
+            "                           no-reporting, no-stats\n"
+            "      --balloon-target MiB ask the guest to give MiB of its RAM back (implies\n"
+            "                           --balloon)\n"
             "      --allow-software-kvm run even where /dev/kvm cannot run Linux (custom kernels)\n"
             "\n"
             "kernel:\n"
@@ -118,6 +123,38 @@ static int parse_limit(const char *s, uint64_t *out)
                 return 0;
         }
         return parse_u64(s, out);
+}
+
+/* --balloon=deflate-on-oom,no-reporting,no-stats */
+static int parse_balloon_opts(const char *s, unsigned *flags)
+{
+        static const struct {
+                const char *name;
+                unsigned flag;
+        } names[] = {
+            {"deflate-on-oom", EMBER_BALLOON_DEFLATE_ON_OOM},
+            {"no-reporting", EMBER_BALLOON_NO_REPORTING},
+            {"no-stats", EMBER_BALLOON_NO_STATS},
+        };
+        while (*s) {
+                size_t len = strcspn(s, ",");
+                size_t i = 0;
+                while (i < sizeof(names) / sizeof(names[0]) &&
+                       (strlen(names[i].name) != len || strncmp(s, names[i].name, len)))
+                        i++;
+                if (i == sizeof(names) / sizeof(names[0])) {
+                        fprintf(stderr,
+                                "ember: --balloon: unknown option '%.*s' (known: "
+                                "deflate-on-oom, no-reporting, no-stats)\n",
+                                (int)len, s);
+                        return -1;
+                }
+                *flags |= names[i].flag;
+                s += len;
+                if (*s == ',')
+                        s++;
+        }
+        return 0;
 }
 
 /* One of ember's guest files (rel: "guest/vmlinux", "rootfs"): next to the ember binary
@@ -310,6 +347,8 @@ int ember_cli_run(int argc, char **argv)
                 OPT_DISK,
                 OPT_ROOT_DISK,
                 OPT_ROOT_DISK_FSTYPE,
+                OPT_BALLOON,
+                OPT_BALLOON_TARGET
         };
         bool tty = false, interactive = false;
         static const struct option opts[] = {
@@ -338,6 +377,8 @@ int ember_cli_run(int argc, char **argv)
             {"disk", required_argument, NULL, OPT_DISK},
             {"root-disk", required_argument, NULL, OPT_ROOT_DISK},
             {"root-disk-fstype", required_argument, NULL, OPT_ROOT_DISK_FSTYPE},
+            {"balloon", optional_argument, NULL, OPT_BALLOON},
+            {"balloon-target", required_argument, NULL, OPT_BALLOON_TARGET},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -347,6 +388,9 @@ int ember_cli_run(int argc, char **argv)
                 return CLI_EXIT_EMBER;
         }
         uint64_t cpus = EMBER_DEFAULT_VCPUS, mem = EMBER_DEFAULT_MEMORY_MIB;
+        bool balloon = false, has_target = false;
+        unsigned balloon_flags = 0;
+        uint64_t balloon_target = 0;
         const char *kernel = getenv("EMBER_KERNEL"), *rootfs = getenv("EMBER_ROOTFS");
         char *root_disk = NULL;
         const char *root_fstype = NULL;
@@ -481,6 +525,20 @@ int ember_cli_run(int argc, char **argv)
                 case 'i':
                         interactive = true;
                         break;
+                case OPT_BALLOON:
+                        balloon = true;
+                        if (optarg && parse_balloon_opts(optarg, &balloon_flags))
+                                goto out;
+                        break;
+                case OPT_BALLOON_TARGET:
+                        if (parse_u64(optarg, &balloon_target)) {
+                                fprintf(stderr,
+                                        "ember: --balloon-target '%s' is not a number of MiB\n",
+                                        optarg);
+                                goto out;
+                        }
+                        balloon = has_target = true;
+                        break;
                 case 'h':
                         run_usage(stdout);
                         status = 0;
@@ -516,6 +574,10 @@ int ember_cli_run(int argc, char **argv)
         if (!rc && tty)
                 rc = ember_builder_console_tty(b, 1);
         if (rc) {
+                status = fail_build(b);
+                goto out;
+        }
+        if (balloon && ember_builder_balloon(b, 1, balloon_flags)) {
                 status = fail_build(b);
                 goto out;
         }
@@ -571,6 +633,13 @@ int ember_cli_run(int argc, char **argv)
                 rc = ember_builder_build(b, &vm);
         if (rc) {
                 status = fail_build(b);
+                goto out;
+        }
+
+        if (has_target && ember_vm_balloon_set_target(vm, balloon_target) < 0) {
+                fprintf(stderr, "ember: %s\n", ember_vm_error(vm));
+                ember_vm_free(vm);
+                status = CLI_EXIT_EMBER;
                 goto out;
         }
 

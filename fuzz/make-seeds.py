@@ -151,3 +151,37 @@ p += pio(2, 0, 4, 0) + pio(2, 1, 4, 0x01000001) + pio(2, 1, 4, 0x02000000)  # ma
 p += pio(1, 1, 1, 0xFE, 4)  # i8042 reset (port 0x64)
 p += pio(2, 1, 4, 0x03000007)  # exit 7
 write("fuzz_legacy_devices", "program-and-report", p)
+
+# fuzz_virtio_balloon: the opcodes of fuzz/fuzz_virtio_balloon.c. The first byte is the
+# configuration's flags. Addresses go through take_gpa: selector 0 is low RAM from 0x200000,
+# 1 the high region.
+B_REGW, B_REGR, B_MEMW, B_RUN, B_SETUP, B_POST, B_PFNS, B_TARGET, B_TICK = 0, 1, 3, 4, 6, 7, 8, 9, 10
+
+
+def b_post(queue, sel, off, length, writable):
+    return [B_POST, queue, 0, sel, *off.to_bytes(3, "little"), *length.to_bytes(3, "little"),
+            2 if writable else 0]
+
+
+def b_pfns(queue, offs):
+    out = [B_PFNS, queue, len(offs) - 1]
+    for off in offs:
+        out += [0, 0, *off.to_bytes(3, "little")]  # kind 0, selector 0: a page of low RAM
+    return out + [0]
+
+
+stats = b"".join(struct.pack("<HQ", tag, val)
+                 for tag, val in ((5, 200 << 20), (4, 50 << 20), (6, 120 << 20)))
+for name, flags, feats in (("stats-reporting", 0, (1 << 1) | (1 << 5)),
+                           ("deflate-on-oom-poison", 1, (1 << 1) | (1 << 2) | (1 << 4) | (1 << 5))):
+    p = [flags, B_SETUP, feats, 1, 6]
+    # the stats buffer at 0x200000 (MEMW reaches 0x80000 + up to 0x380000)
+    p += [B_MEMW, *(0x200000 - 0x80000).to_bytes(3, "little"), len(stats), *stats]
+    p += b_post(2, 0, 0, len(stats), False) + [B_RUN]
+    p += b_pfns(0, [0x180000 + i * 0x1000 for i in range(8)]) + [B_RUN]
+    p += b_post(3, 0, 0x100000, 0x100000, True) + [B_RUN]
+    p += b_post(3, 1, 0, 0x200000, True) + [B_RUN]
+    p += b_pfns(1, [0x180000 + i * 0x1000 for i in range(4)]) + [B_RUN]
+    p += [B_TARGET, 8, B_RUN, B_REGR, 0x00, 0x01, B_REGW, 0x04, 0x01, 0x00, 0x08, 0, 0]
+    p += [B_REGW, 0x0c, 0x01, 0, 0, 0, 0, B_TICK, B_RUN]
+    write("fuzz_virtio_balloon", name, p)

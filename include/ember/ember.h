@@ -200,6 +200,20 @@ EMBER_API int ember_builder_console_tty(struct ember_builder *b, int enable);
 /* virtio-rng: the guest's /dev/hwrng (and its entropy pool at boot) is fed from the host's
  * getrandom(), at most 64 KiB per request. On by default; 0 removes the device. */
 EMBER_API int ember_builder_rng(struct ember_builder *b, int enable);
+/* virtio-balloon: lets the host take guest RAM back (off by default). With it the guest
+ * reports its free memory, which ember gives back to the host within seconds (so memory the
+ * guest has used and freed stops counting against the host); sends memory statistics every
+ * second (struct ember_metrics_sample: guest_*_bytes); and gives up the RAM asked with
+ * ember_vm_balloon_set_target. Flags, or-ed:
+ *   EMBER_BALLOON_DEFLATE_ON_OOM  the guest may take balloon pages back when it runs out of
+ *                                 memory (its MemTotal then stays; MemAvailable shrinks)
+ *   EMBER_BALLOON_NO_REPORTING    no free page reporting
+ *   EMBER_BALLOON_NO_STATS        no statistics queue
+ * Unknown flags are refused (EMBER_ERR_INVALID). */
+#define EMBER_BALLOON_DEFLATE_ON_OOM 0x1u
+#define EMBER_BALLOON_NO_REPORTING   0x2u
+#define EMBER_BALLOON_NO_STATS       0x4u
+EMBER_API int ember_builder_balloon(struct ember_builder *b, int enable, unsigned flags);
 
 /* Observer run when the VM has ended, after its exit code is set and its resources are
  * released, in registration order, on the thread that waits for the VM. */
@@ -267,6 +281,20 @@ struct ember_metrics_sample {
         int end;
         int exit_code;
         uint64_t host_resident_end_bytes;
+        /* virtio-balloon (all 0 without it). The guest's own figures from its last memory
+         * statistics (the device asks for them every second): as MemTotal, MemFree and
+         * MemAvailable in its /proc/meminfo, and when they arrived (CLOCK_MONOTONIC ns). */
+        uint64_t guest_total_bytes;
+        uint64_t guest_free_bytes;
+        uint64_t guest_available_bytes;
+        uint64_t guest_stats_mono_ns;
+        uint64_t balloon_target_bytes; /* balloon size asked of the guest */
+        uint64_t balloon_actual_bytes; /* balloon size the guest says it holds */
+        /* Guest RAM given back to the host since boot: free memory the guest reported, and
+         * pages it put in the balloon. */
+        uint64_t balloon_reported_bytes;
+        uint64_t balloon_inflated_bytes;
+        uint64_t balloon_refused; /* pages or ranges the guest named outside RAM (ignored) */
 };
 
 /* How a VM ended. */
@@ -302,6 +330,14 @@ EMBER_API int ember_vm_run(struct ember_vm *vm);
  * Returns -errno only for failures before the guest starts (the VM is then not freed, as for
  * ember_vm_run). */
 EMBER_API int ember_vm_enter(struct ember_vm *vm);
+/* The balloon's target size: asks the guest to give `mib` MiB of its RAM back to the host (0:
+ * all of it returned to the guest). Callable once the VM is built, before it starts (the guest
+ * inflates as soon as its driver is up) and while it runs, from any thread, as long as no
+ * ember_vm_wait / ember_vm_free has begun. The guest works towards it at its own pace
+ * (balloon_actual_bytes in the metrics). -ENODEV without ember_builder_balloon, -EINVAL for
+ * more than the guest's RAM, -ESRCH once the VM has stopped; ember_vm_error() says which. */
+EMBER_API int ember_vm_balloon_set_target(struct ember_vm *vm, uint64_t mib);
+
 /* Detail of the last failure on this VM ("" if none). */
 EMBER_API const char *ember_vm_error(const struct ember_vm *vm);
 

@@ -661,6 +661,20 @@ static int detect_fstype(struct ember_builder *b, const char *path)
                     path);
 }
 
+EMBER_API int ember_builder_balloon(struct ember_builder *b, int enable, unsigned flags)
+{
+        if (!b)
+                return -EINVAL;
+        const unsigned known =
+            EMBER_BALLOON_DEFLATE_ON_OOM | EMBER_BALLOON_NO_REPORTING | EMBER_BALLOON_NO_STATS;
+        if (flags & ~known)
+                return fail(b, EMBER_ERR_INVALID, EINVAL, "balloon: unknown flags 0x%x",
+                            flags & ~known);
+        b->cfg.balloon = enable != 0;
+        b->cfg.balloon_flags = flags;
+        return 0;
+}
+
 /* Checks that need no KVM and no file contents. */
 static int builder_validate(struct ember_builder *b)
 {

@@ -4,10 +4,8 @@
 extern const struct vm_device_type virtio_console_type;
 extern const struct vm_device_type virtio_rng_type;
 extern const struct vm_device_type virtio_blk_type;
+extern const struct vm_device_type virtio_balloon_type;
 
 const struct vm_device_type *const vm_device_table[] = {
-    &virtio_console_type,
-    &virtio_rng_type,
-    &virtio_blk_type,
-    NULL,
+    &virtio_console_type, &virtio_rng_type, &virtio_blk_type, &virtio_balloon_type, NULL,
 };

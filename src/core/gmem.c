@@ -91,6 +91,22 @@ int gmem_write(const struct gmem *m, uint64_t gpa, const void *src, size_t len)
         return 0;
 }
 
+int64_t gmem_discard(const struct gmem *m, uint64_t gpa, uint64_t len)
+{
+        uint8_t *p = gmem_ptr(m, gpa, len);
+        if (!p || len > INT64_MAX)
+                return -EFAULT;
+        /* Host pages are 4 KiB on x86_64, and regions start 2 MiB-aligned on the host, so guest
+         * and host page boundaries agree. */
+        const uint64_t page = 4096;
+        uint64_t start = (gpa + page - 1) & ~(page - 1), end = (gpa + len) & ~(page - 1);
+        if (start < gpa || end <= start)
+                return 0;
+        if (madvise(p + (start - gpa), end - start, MADV_DONTNEED) != 0)
+                return -errno;
+        return (int64_t)(end - start);
+}
+
 uint64_t gmem_ram_size(const struct gmem *m)
 {
         uint64_t total = 0;

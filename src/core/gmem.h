@@ -39,6 +39,13 @@ void *gmem_ptr(const struct gmem *m, uint64_t gpa, uint64_t len);
 int gmem_read(const struct gmem *m, uint64_t gpa, void *dst, size_t len);
 int gmem_write(const struct gmem *m, uint64_t gpa, const void *src, size_t len);
 
+/* Gives the whole host pages inside [gpa, gpa+len) back to the host (MADV_DONTNEED on the
+ * anonymous mapping): the guest reads zeros there afterwards, and the host memory is free until
+ * the guest touches the pages again. The range must lie wholly inside one region (-EFAULT
+ * otherwise, nothing done); partial pages at its ends are kept. Returns the bytes given back
+ * (>= 0) or -errno. */
+int64_t gmem_discard(const struct gmem *m, uint64_t gpa, uint64_t len);
+
 /* Total RAM bytes. */
 uint64_t gmem_ram_size(const struct gmem *m);
 

@@ -28,6 +28,7 @@ struct ember_metrics {
         atomic_uint_fast64_t output_dropped;
         int end, exit_code;
         uint64_t resident_end;
+        struct metrics_balloon balloon;
 };
 
 static uint64_t ts_ns(const struct timespec *ts)
@@ -192,6 +193,13 @@ EMBER_API const char *ember_vm_end_name(int end)
         return "unknown";
 }
 
+void metrics_set_balloon(struct ember_metrics *m, const struct metrics_balloon *b)
+{
+        pthread_mutex_lock(&m->lock);
+        m->balloon = *b;
+        pthread_mutex_unlock(&m->lock);
+}
+
 /* Pages of guest RAM resident on the host, counted with mincore in bounded chunks. */
 static uint64_t resident_bytes(void *base, size_t len)
 {
@@ -235,6 +243,15 @@ EMBER_API int ember_metrics_sample(struct ember_metrics *m, struct ember_metrics
                 if (m->vcpu[i].live && clock_gettime(m->vcpu[i].clock, &ts) == 0)
                         out->vcpu_time_ns += ts_ns(&ts);
         }
+        out->guest_total_bytes = m->balloon.guest_total;
+        out->guest_free_bytes = m->balloon.guest_free;
+        out->guest_available_bytes = m->balloon.guest_available;
+        out->guest_stats_mono_ns = m->balloon.stats_mono_ns;
+        out->balloon_target_bytes = m->balloon.target;
+        out->balloon_actual_bytes = m->balloon.actual;
+        out->balloon_reported_bytes = m->balloon.reported;
+        out->balloon_inflated_bytes = m->balloon.inflated;
+        out->balloon_refused = m->balloon.refused;
         if (m->mem)
                 out->host_resident_bytes = resident_bytes(m->mem, m->mem_len);
         out->end = m->end;

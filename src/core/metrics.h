@@ -30,4 +30,12 @@ void metrics_add_dropped(struct ember_metrics *m, uint64_t bytes);
  * asked for it. */
 void metrics_ended(struct ember_metrics *m, enum vm_stop_reason reason, bool by_handle, int code);
 
+/* What virtio-balloon reports (see struct ember_metrics_sample for each field). */
+struct metrics_balloon {
+        uint64_t guest_total, guest_free, guest_available, stats_mono_ns;
+        uint64_t target, actual, reported, inflated, refused;
+};
+/* Replaces the balloon's figures; any thread. */
+void metrics_set_balloon(struct ember_metrics *m, const struct metrics_balloon *b);
+
 #endif

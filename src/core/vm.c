@@ -13,6 +13,7 @@
 #include "core/thread.h"
 #include "core/vm_priv.h"
 #include "virtio/console.h"
+#include "virtio/balloon.h"
 
 void vm_set_err(struct ember_vm *vm, const char *fmt, ...)
 {
@@ -226,4 +227,20 @@ EMBER_API struct ember_metrics *ember_vm_metrics(struct ember_vm *vm)
                 return NULL;
         metrics_retain(vm->metrics);
         return vm->metrics;
+}
+
+/* The balloon is one of the table's devices: the first that answers is it. */
+EMBER_API int ember_vm_balloon_set_target(struct ember_vm *vm, uint64_t mib)
+{
+        if (!vm)
+                return -EINVAL;
+        char err[EMBER_ERR_LEN] = "the VM has no balloon device (see ember_builder_balloon)";
+        int rc = -ENODEV;
+        for (unsigned i = 0; i < vm->ndevs && rc == -ENODEV; i++)
+                rc = virtio_balloon_set_target(vm->dev[i].vd, mib, err, sizeof(err));
+        if (rc == -ENODEV && vm->state == VM_WAITED)
+                rc = ember_errf(err, sizeof(err), ESRCH, "balloon target: the VM has ended");
+        if (rc)
+                vm_set_err(vm, "%s", err);
+        return rc;
 }

@@ -69,6 +69,8 @@ struct ember_config {
         unsigned ndisks;
         bool root_disk;
         char *root_fstype; /* given, or detected at build */
+        bool balloon;
+        unsigned balloon_flags; /* EMBER_BALLOON_* */
 };
 
 #endif

@@ -419,6 +419,93 @@ guest interrupts_through_ioapic 0 '1 IO-APIC 5-edge\n' -- sh -c \
 	'grep virtio0 /proc/interrupts | { read -r irq n chip pin rest; echo "$((n > 0)) $chip $pin"; }'
 guest bzimage_boots 0 'hello from bzImage\n' --kernel "$BZIMAGE" -- echo hello from bzImage
 
+# --- virtio-balloon ----------------------------------------------------------------------------
+# Free page reporting gives memory the guest used and freed back to the host. The guest fills
+# 256 MiB of a tmpfs and frees it; ember's RSS, read here from /proc/PID/status, must then drop
+# by most of it (192 MiB). The guest reports after a 2 s delay; 60 s is a bound only a hang
+# misses. stdin (a FIFO) paces the guest: one line to free, one more to exit.
+rss_kib() { sed -n 's/^VmRSS:[^0-9]*\([0-9]*\) kB$/\1/p' "/proc/$1/status" 2>/dev/null; }
+# wait_for FILE REGEX SECONDS PID: until a line of FILE matches, or PID ended or time ran out.
+wait_for() {
+	i=0
+	while [ "$i" -lt "$(($3 * 10))" ]; do
+		grep -Eq "$2" "$1" && return 0
+		kill -0 "$4" 2>/dev/null || break
+		sleep 0.1
+		i=$((i + 1))
+	done
+	grep -Eq "$2" "$1"
+}
+if selected balloon_rss_drop; then
+	fifo="$SCRATCH/balloon.in"
+	rm -f "$fifo" && mkfifo "$fifo"
+	"$EMBER" run --kernel "$KERNEL" --rootfs "$ROOTFS" --memory 768 --balloon -- sh -c '
+		mkdir -p /mnt/fill && mount -t tmpfs -o size=300m fill /mnt/fill || exit 3
+		dd if=/dev/zero of=/mnt/fill/x bs=1M count=256 2>/dev/null || exit 4
+		echo filled; read -r x; rm /mnt/fill/x; echo freed; read -r x; echo bye' \
+		<"$fifo" >"$SCRATCH/out" 2>"$SCRATCH/err" &
+	bpid=$!
+	trap '' PIPE # a guest that is gone must not take this script with it
+	exec 3>"$fifo"
+	r_full='' r_low='' why=''
+	if ! wait_for "$SCRATCH/out" '^filled$' "$E2E_TIMEOUT" "$bpid"; then
+		why="the guest never said it had filled 256 MiB"
+	else
+		r_full=$(rss_kib "$bpid")
+		echo go >&3 2>/dev/null
+		wait_for "$SCRATCH/out" '^freed$' 30 "$bpid" || why="the guest never said it had freed them"
+	fi
+	if [ -z "$why" ]; then
+		r_low=$r_full secs=0
+		while [ "$secs" -lt 60 ] && [ $((r_full - r_low)) -lt $((192 * 1024)) ]; do
+			sleep 1
+			r_low=$(rss_kib "$bpid")
+			[ -n "$r_low" ] || break
+			secs=$((secs + 1))
+		done
+		[ -n "$r_low" ] && [ $((r_full - r_low)) -ge $((192 * 1024)) ] ||
+			why="ember's RSS went from ${r_full} KiB (filled) to ${r_low:-?} KiB ${secs} s after the guest freed 256 MiB: want a drop of at least 192 MiB"
+	fi
+	echo bye >&3 2>/dev/null
+	exec 3>&-
+	trap - PIPE
+	# Bounded: the guest exits on the line just sent (or stdin EOF).
+	i=0
+	while kill -0 "$bpid" 2>/dev/null && [ "$i" -lt "$E2E_TIMEOUT" ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	kill -KILL "$bpid" 2>/dev/null
+	wait "$bpid" 2>/dev/null
+	brc=$?
+	if [ -z "$why" ] && [ "$brc" != 0 ]; then
+		why="exit status $brc, want 0"
+	fi
+	if [ -n "$why" ]; then
+		fail_run balloon_rss_drop "$why"
+	else
+		pass balloon_rss_drop
+		echo "    RSS ${r_full} KiB filled -> ${r_low} KiB ${secs} s after freeing"
+	fi
+fi
+# --balloon-target from the command line: the guest gives 64 MiB back as soon as its driver is
+# up. Its MemTotal, 240 MiB or so at --memory 256 (memory_256), must fall to 192 MiB or less (it
+# waits up to 60 s for that).
+check_balloon_target() {
+	kb=$(tr -d '\n' <"$SCRATCH/out")
+	why="MemTotal is '$kb' KiB with a 64 MiB balloon, want at most 196608"
+	[ -n "$kb" ] && [ "$kb" -le 196608 ]
+}
+after=check_balloon_target
+guest_file balloon_target_cli 0 '' --memory 256 --balloon-target 64 -- sh -c '
+	kib() { sed -n "s/^MemTotal: *\([0-9]*\) kB$/\1/p" /proc/meminfo; }
+	n=0; while [ $n -lt 240 ] && [ "$(kib)" -gt 196608 ]; do sleep 0.25; n=$((n + 1)); done
+	kib'
+after=
+bad_input bad_balloon_option --kernel "$KERNEL" --rootfs "$ROOTFS" --balloon=no-such -- true
+bad_input bad_balloon_target --kernel "$KERNEL" --rootfs "$ROOTFS" --memory 256 \
+	--balloon-target 300 -- true
+
 # --- the guest dying --------------------------------------------------------------------------
 # rdinit= given last wins over ember's own, and nothing else in the initramfs can be init, so
 # the kernel panics ("No working init found"); the VM must end with an error, not hang.
