@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/devices.h"
@@ -30,6 +31,8 @@ struct out_stream {
         unsigned index; /* 0 stdout, 1 stderr */
         unsigned queue;
         struct hostfd_writer *w; /* NULL: discard */
+        int fd;                  /* what w writes to */
+        bool shared;             /* stderr using stdout's writer (the same file) */
         bool in_loop;            /* the writer's room fd is in the event loop */
         bool have_chain;         /* `chain` popped, `done` bytes of it handed to the writer */
         uint32_t done;
@@ -349,8 +352,11 @@ static void out_room(void *opaque, uint32_t events)
                 /* EAGAIN: already drained */
         }
         virtio_lock(c->vd);
-        if (virtio_live(c->vd))
+        if (virtio_live(c->vd)) {
                 out_pump(s);
+                if (c->out[1].shared)
+                        out_pump(&c->out[1]); /* it waits for the same room */
+        }
         virtio_unlock(c->vd);
 }
 
@@ -545,6 +551,17 @@ static int setup_out(struct virtio_console *c, unsigned i, int fd, char *err, si
         s->queue = VIRTIO_CONSOLE_TX_QUEUE(i + 1);
         if (fd < 0)
                 return 0;
+        /* stdout and stderr on one file (2>&1, a terminal, --console-output): one writer, so
+         * the guest's chains reach it whole and in the order the guest queued them, as two
+         * threads writing at once would not keep them. */
+        struct stat a, b;
+        if (i == 1 && c->out[0].w && fstat(fd, &b) == 0 && fstat(c->out[0].fd, &a) == 0 &&
+            a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+                s->w = c->out[0].w;
+                s->shared = true;
+                return 0;
+        }
+        s->fd = fd;
         int r = hostfd_writer_create(fd, OUT_BUF_SIZE, i ? "ember-stderr" : "ember-stdout", &s->w);
         if (r < 0)
                 return ember_errf(err, errlen, r, "virtio-console: %s fd %d: %s",
@@ -588,7 +605,8 @@ static void console_free(void *dev)
                 struct out_stream *s = &c->out[i];
                 if (s->in_loop)
                         evloop_del(c->env.loop, hostfd_writer_room_fd(s->w));
-                hostfd_writer_destroy(s->w);
+                if (!s->shared)
+                        hostfd_writer_destroy(s->w);
         }
         tty_relay_destroy(c->tty); /* reads owned_fd[0]: before it is closed */
         for (unsigned i = 0; i < 3; i++)
@@ -703,7 +721,8 @@ void virtio_console_get_stats(struct virtio_console *c, struct virtio_console_st
         s->dropped_bytes = c->dropped;
         for (unsigned i = 0; i < 2; i++) {
                 struct hostfd_writer_stats ws = {0};
-                if (c->out[i].w)
+                /* A shared writer (stderr on stdout's file) is counted once, under stdout. */
+                if (c->out[i].w && !c->out[i].shared)
                         hostfd_writer_get_stats(c->out[i].w, &ws);
                 s->out_bytes[i] = ws.written;
                 s->out_error[i] = ws.error;
