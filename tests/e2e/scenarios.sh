@@ -439,7 +439,7 @@ wait_for() {
 if selected balloon_rss_drop; then
 	fifo="$SCRATCH/balloon.in"
 	rm -f "$fifo" && mkfifo "$fifo"
-	"$EMBER" run --kernel "$KERNEL" --rootfs "$ROOTFS" --memory 768 --balloon -- sh -c '
+	"$EMBER" run -i --kernel "$KERNEL" --rootfs "$ROOTFS" --memory 768 --balloon -- sh -c '
 		mkdir -p /mnt/fill && mount -t tmpfs -o size=300m fill /mnt/fill || exit 3
 		dd if=/dev/zero of=/mnt/fill/x bs=1M count=256 2>/dev/null || exit 4
 		echo filled; read -r x; rm /mnt/fill/x; echo freed; read -r x; echo bye' \
